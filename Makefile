@@ -1,0 +1,55 @@
+# One entry point for people and CI. Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install lint typecheck test test-unit test-integration demo emulator kafka-up kafka-down bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "streamproc needs Python 3.11 or newer; set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install streamproc with its dev tools
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check streamproc tests bench
+	$(BIN)/ruff format --check streamproc tests bench
+
+typecheck: $(STAMP)  ## mypy strict on the package
+	$(BIN)/mypy
+
+test-unit: $(STAMP)  ## unit tests: no network
+	$(BIN)/pytest -q tests/unit
+
+test-integration: $(STAMP) kafka-up  ## integration tests: real broker and emulator
+	$(BIN)/pytest -q tests/integration
+
+test: lint typecheck test-unit test-integration  ## everything CI runs
+
+kafka-up:  ## fetch Apache Kafka from Maven Central (cached) and start a KRaft broker on 127.0.0.1:9092
+	scripts/kafka.sh up
+
+kafka-down:  ## stop the local broker
+	scripts/kafka.sh down
+
+emulator: $(STAMP)  ## run the Control Room emulator on 127.0.0.1:8090
+	$(BIN)/streamproc emulator --host 127.0.0.1 --port 8090
+
+demo: $(STAMP) kafka-up  ## the main job: broker, emulator, generator and processor with live progress
+	$(BIN)/streamproc demo --config config/local.toml
+
+bench: $(STAMP) kafka-up  ## benchmarks: figures as ratios against bounds measured in the same run
+	$(BIN)/python -m bench.emulator_throughput
+	$(BIN)/python -m bench.execute_client_cpu
+	$(BIN)/python -m bench.processor_throughput
+
+clean:  ## remove the virtual environment and caches (keeps the Kafka jar cache)
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

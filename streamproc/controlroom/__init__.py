@@ -1,0 +1,1 @@
+"""Control Room real-time API (API Task "hotbot"): client, typed values, errors."""
