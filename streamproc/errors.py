@@ -19,7 +19,8 @@
     │       ├── ServerError                 5xx
     │       ├── EndpointConnectionError     connect, reset, protocol errors
     │       └── EndpointTimeoutError        no answer in time
-    └── KafkaDeliveryError              the broker refused or lost an output record
+    ├── KafkaDeliveryError              the broker refused or lost an output record
+    └── KafkaConsumerError              the consumer cannot go on (fatal librdkafka error)
 
 Library exceptions (httpx, aiohttp, confluent-kafka, pydantic) are mapped into this tree at
 one boundary per library and chained with ``from exc``. No message, ``repr`` or context field
@@ -193,3 +194,7 @@ class KafkaDeliveryError(StreamprocError):
         self.topic = topic
         self.retriable = retriable
         super().__init__(f"delivery to {topic!r} failed: {message}")
+
+
+class KafkaConsumerError(StreamprocError):
+    """The consumer hit an error it cannot recover from; the processor stops."""
