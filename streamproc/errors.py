@@ -14,6 +14,7 @@
     │   ├── ConflictError                 409: e.g. a duplicate allocation
     │   ├── BadRequestError               400 and other 4xx: permanent, never retried
     │   ├── AccessDetailsError            accessdetails listed a repository path under "errors"
+    │   ├── BadOutputError                200, but the botOutput breaks the output contract
     │   └── RetryableError                worth another attempt within the deadline
     │       ├── OverConcurrencyLimitError   429: the allocation's real-time budget is full
     │       ├── ServerError                 5xx
@@ -156,6 +157,17 @@ class AccessDetailsError(ControlRoomError):
         self.path = path
         self.reason = reason
         super().__init__(f"no execution URL for {path!r}: {reason}")
+
+
+class BadOutputError(ControlRoomError):
+    """The API Task answered 200, but its botOutput breaks the task's output contract.
+
+    Permanent: the same input gives the same answer. ``variable`` names the output variable.
+    """
+
+    def __init__(self, message: str, *, variable: str | None = None, **kw: Any) -> None:
+        self.variable = variable
+        super().__init__(message, **kw)
 
 
 class RetryableError(ControlRoomError):
