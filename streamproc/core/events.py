@@ -236,24 +236,26 @@ def _code(obj: dict[str, Any], name: str, length: int, what: str) -> str | None:
     return value
 
 
+def parse_timestamp(text: str) -> datetime:
+    """Parse an RFC 3339 date-time that carries "Z" or a UTC offset; ValueError otherwise."""
+    if not _RFC3339.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is not an RFC 3339 date-time with Z or a UTC offset")
+    try:
+        # RFC 3339 allows lower-case "t" and "z"; fromisoformat wants them upper-case.
+        return datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not a real date-time") from None
+
+
 def _timestamp(value: Any) -> tuple[datetime, float]:
     name = "occurred_at"
     if not isinstance(value, str):
         raise EventValidationError(f"{name} must be a string, got {_kind(value)}", field=name)
-    if not _RFC3339.fullmatch(value):
-        raise EventValidationError(
-            f"{name} must be an RFC 3339 date-time with Z or a UTC offset, got {value[:40]!r}",
-            field=name,
-        )
     try:
-        # RFC 3339 allows lower-case "t" and "z"; fromisoformat wants them upper-case.
-        moment = datetime.fromisoformat(value.upper())
-        epoch = moment.timestamp()
-    except (ValueError, OverflowError):
-        raise EventValidationError(
-            f"{name} is not a real date-time: {value[:40]!r}", field=name
-        ) from None
-    return moment, epoch
+        moment = parse_timestamp(value)
+        return moment, moment.timestamp()
+    except (ValueError, OverflowError) as exc:
+        raise EventValidationError(f"{name}: {exc}", field=name) from None
 
 
 def _amount(value: Any) -> Decimal:
