@@ -1,0 +1,71 @@
+"""The one seam for the hot path's HTTP: ``ExecuteTransport`` posts bytes and returns bytes.
+
+Everything above the seam (request building, the access-details refresh, status mapping,
+parsing ``hotBotResult``) is library-free, so the HTTP library is a measured choice rather
+than a commitment. ``make_execute_transport`` defaults to aiohttp because it costs several
+times less CPU per execute than httpx at the concurrency the processor runs
+(``python -m bench.execute_client_cpu`` measures it); httpx remains for the low-rate admin
+calls of :class:`~streamproc.controlroom.client.ControlRoomClient`.
+
+Pool size: every in-flight execute holds one connection for its whole round trip (HTTP/1.1,
+no pipelining), so a pool smaller than the concurrency budget does not add throughput, it only
+moves the queue from the budget (where it is visible and bounded by deadlines) into the pool
+(where waiting eats the attempt's timeout unseen). Size ``max_connections`` at least as large
+as the concurrency that shares the transport; ``ExecuteSession`` checks this when told the
+concurrency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+TransportKind = Literal["aiohttp", "httpx"]
+DEFAULT_TRANSPORT: TransportKind = "aiohttp"
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """Status, headers (case-insensitive in the real transports) and the body as bytes."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@runtime_checkable
+class ExecuteTransport(Protocol):
+    """POST a prepared body; raise only ``EndpointTimeoutError`` (no response within
+    ``timeout_s``, pool wait included), ``EndpointConnectionError`` (connect, reset, protocol)
+    or ``BadRequestError`` (an unusable URL). Statuses are returned, never raised."""
+
+    async def post(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
+    ) -> RawResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_execute_transport(
+    kind: TransportKind = DEFAULT_TRANSPORT, *, max_connections: int = 64, verify_tls: bool = True
+) -> ExecuteTransport:
+    """A pooled transport for executes; one per process is enough (it is safe to share)."""
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    # Imported here because both implementations import RawResponse from this module.
+    if kind == "aiohttp":
+        from streamproc.controlroom.transport_aiohttp import AiohttpExecuteTransport  # noqa: PLC0415
+
+        return AiohttpExecuteTransport(max_connections=max_connections, verify_tls=verify_tls)
+    if kind == "httpx":
+        from streamproc.controlroom.transport_httpx import HttpxExecuteTransport  # noqa: PLC0415
+
+        return HttpxExecuteTransport(max_connections=max_connections, verify_tls=verify_tls)
+    raise ValueError(f"unknown execute transport {kind!r}; expected 'aiohttp' or 'httpx'")
+
+
+def pool_size(transport: ExecuteTransport) -> int | None:
+    """The transport's connection limit, when it declares one."""
+    size = getattr(transport, "max_connections", None)
+    return size if isinstance(size, int) else None
