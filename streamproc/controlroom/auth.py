@@ -15,6 +15,7 @@ from typing import Any, Literal
 import httpx
 import orjson
 from pydantic import SecretStr
+from structlog.typing import FilteringBoundLogger
 
 from streamproc.controlroom.credentials import BearerCredentials, Credentials
 from streamproc.controlroom.http_errors import error_for_status, public_url
@@ -25,7 +26,12 @@ from streamproc.errors import ControlRoomError
 from streamproc.logs import get_logger
 
 AuthVersion = Literal["v1", "v2"]
-log = get_logger("controlroom.auth")
+
+
+def log() -> FilteringBoundLogger:
+    # Looked up per event (these are rare: logins, refreshes, rejections) so the current
+    # logging configuration applies, not whichever one was active at first use.
+    return get_logger("controlroom.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +116,7 @@ class Authenticator:
         obtained_at = self._clock()
         expires_at = read_expiry(token.get_secret_value())
         self.logins += 1
-        log.info(
+        log().info(
             "controlroom_token_obtained",
             kind="bearer" if self._bearer else "login",
             user_id=user.get("id"),

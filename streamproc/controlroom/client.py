@@ -19,6 +19,7 @@ from typing import Any, Self
 
 import httpx
 import orjson
+from structlog.typing import FilteringBoundLogger
 
 from streamproc.controlroom.allocations import (
     AccessDetails,
@@ -39,7 +40,12 @@ from streamproc.controlroom.transport_httpx import map_httpx_errors
 from streamproc.errors import AccessDetailsError, ConfigError, ControlRoomError
 from streamproc.logs import get_logger
 
-log = get_logger("controlroom.client")
+
+def log() -> FilteringBoundLogger:
+    # Looked up per event (these are rare: logins, refreshes, rejections) so the current
+    # logging configuration applies, not whichever one was active at first use.
+    return get_logger("controlroom.client")
+
 
 _HOTBOT = "/orchestrator/v1/hotbot/config"
 
@@ -210,7 +216,7 @@ class ControlRoomClient:
                 response = await self._http.request(method, url, content=content, headers=headers)
             if response.status_code != 401 or replay:
                 break
-            log.info("controlroom_token_rejected", method=method, url=public_url(url))
+            log().info("controlroom_token_rejected", method=method, url=public_url(url))
             lease = await self._auth.rejected(lease)
         if response.status_code >= 300:
             raise error_for_status(

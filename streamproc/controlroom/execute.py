@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Self
 
 import orjson
+from structlog.typing import FilteringBoundLogger
 
 from streamproc.controlroom.allocations import AccessDetails
 from streamproc.controlroom.http_errors import error_for_status, public_url
@@ -33,7 +34,12 @@ from streamproc.controlroom.values import BotValue, dump_value, parse_bot_values
 from streamproc.errors import EndpointTimeoutError, RetryableError, ServerError
 from streamproc.logs import get_logger
 
-log = get_logger("controlroom.execute")
+
+def log() -> FilteringBoundLogger:
+    # Looked up per event (these are rare: logins, refreshes, rejections) so the current
+    # logging configuration applies, not whichever one was active at first use.
+    return get_logger("controlroom.execute")
+
 
 # Headers the caller may not set: the execution token owns authentication, and a second
 # auth header would make the Control Room refuse the request.
@@ -117,7 +123,7 @@ class ExecuteSession:
 
         response = await self._post(lease.value, body, extra, timeout_s)
         if response.status in (401, 403):
-            log.info("execute_access_rejected", path=self.repository_path, status=response.status)
+            log().info("execute_access_rejected", path=self.repository_path, status=response.status)
             lease = await self._within(deadline, self._targets.invalidate(lease))
             response = await self._post(lease.value, body, extra, deadline - time.perf_counter())
 
@@ -168,7 +174,7 @@ class ExecuteSession:
                 raise
             # The old execution token usually outlives the 5-minute schedule by hours, so a
             # Control Room hiccup need not stop scoring; a 401/403 would force the issue.
-            log.warning(
+            log().warning(
                 "access_details_refresh_failed",
                 path=self.repository_path,
                 error=str(exc),
@@ -193,7 +199,9 @@ class ExecuteSession:
         details = await self._fetch_details(self.repository_path)
         obtained_at = self._clock()
         self.refreshes += 1
-        log.info("access_details_refreshed", path=self.repository_path, url=public_url(details.url))
+        log().info(
+            "access_details_refreshed", path=self.repository_path, url=public_url(details.url)
+        )
         headers = {"Content-Type": "application/json", **details.headers}
         return Lease(_Target(details, headers), obtained_at, obtained_at + self._interval)
 
