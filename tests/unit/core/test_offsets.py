@@ -1,0 +1,281 @@
+"""Committable offsets under out-of-order completion."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from streamproc.core.offsets import OffsetTracker, PartitionOffsets
+
+
+def test_nothing_is_committable_before_a_completion() -> None:
+    """Tracking alone never produces a position to commit."""
+    offsets = PartitionOffsets()
+    offsets.track(0)
+    offsets.track(1)
+    assert offsets.committable() is None
+    assert offsets.pending == 2
+    assert offsets.oldest_pending == 0
+
+
+def test_position_waits_for_the_oldest_incomplete_offset() -> None:
+    """A later completion does not move the position past an earlier offset in flight."""
+    offsets = PartitionOffsets()
+    for o in (10, 11, 12):
+        offsets.track(o)
+    offsets.complete(12)
+    offsets.complete(11)
+    assert offsets.committable() is None
+    offsets.complete(10)
+    assert offsets.committable() == 13
+    assert offsets.pending == 0
+    assert offsets.oldest_pending is None
+
+
+def test_position_stops_at_the_oldest_incomplete_offset() -> None:
+    """With 5 done and 6 in flight the position is 6: resume at the unfinished one."""
+    offsets = PartitionOffsets()
+    for o in (5, 6, 7):
+        offsets.track(o)
+    offsets.complete(5)
+    offsets.complete(7)
+    assert offsets.committable() == 6
+    assert 6 in offsets
+    assert 7 not in offsets
+
+
+def test_gaps_in_offsets_are_not_waited_for() -> None:
+    """Offsets missing from the log (compaction, transaction markers) do not block the position."""
+    offsets = PartitionOffsets()
+    for o in (3, 7, 20):
+        offsets.track(o)
+    offsets.complete(3)
+    assert offsets.committable() == 7
+    offsets.complete(7)
+    assert offsets.committable() == 20
+    offsets.complete(20)
+    assert offsets.committable() == 21
+
+
+@pytest.mark.parametrize("offset", [4, 5])
+def test_backwards_or_duplicate_offset_is_rejected(offset: int) -> None:
+    """Tracking must strictly advance."""
+    offsets = PartitionOffsets()
+    offsets.track(5)
+    with pytest.raises(ValueError, match="backwards"):
+        offsets.track(offset)
+
+
+def test_next_offset_sets_the_floor() -> None:
+    """An offset below the starting position is rejected."""
+    offsets = PartitionOffsets(next_offset=100)
+    with pytest.raises(ValueError, match="backwards"):
+        offsets.track(99)
+    offsets.track(100)
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.5])
+def test_offsets_are_non_negative_integers(bad: object) -> None:
+    """Negative, boolean and fractional offsets are rejected."""
+    with pytest.raises(ValueError, match="non-negative integer"):
+        PartitionOffsets().track(bad)  # type: ignore[arg-type]
+
+
+def test_unknown_or_double_completion_is_rejected() -> None:
+    """Completing an offset that is not in flight is an error, including a second time."""
+    offsets = PartitionOffsets()
+    offsets.track(1)
+    with pytest.raises(ValueError, match="not in flight"):
+        offsets.complete(2)
+    offsets.complete(1)
+    with pytest.raises(ValueError, match="not in flight"):
+        offsets.complete(1)
+
+
+def test_reset_forgets_in_flight_offsets_and_allows_going_back() -> None:
+    """After reset (a seek), earlier offsets may be tracked again and old ones are unknown."""
+    offsets = PartitionOffsets()
+    for o in (10, 11):
+        offsets.track(o)
+    offsets.complete(10)
+    offsets.reset(5)
+    assert offsets.committable() is None
+    assert offsets.pending == 0
+    with pytest.raises(ValueError, match="not in flight"):
+        offsets.complete(11)
+    with pytest.raises(ValueError, match="backwards"):
+        offsets.track(4)
+    offsets.track(5)
+    offsets.complete(5)
+    assert offsets.committable() == 6
+
+
+# --------------------------------------------------------------------------------------
+# properties
+
+
+@st.composite
+def schedules(draw: st.DrawFn) -> tuple[list[int], list[int]]:
+    """Increasing offsets with random gaps, and a random completion order for them."""
+    start = draw(st.integers(min_value=0, max_value=1000))
+    gaps = draw(st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=60))
+    offsets = [start + sum(gaps[:i]) for i in range(len(gaps))]
+    return offsets, draw(st.permutations(offsets))
+
+
+@given(schedules())
+def test_completion_order_never_leaks_past_an_incomplete_offset(
+    schedule: tuple[list[int], list[int]],
+) -> None:
+    """For any completion order the position never passes an incomplete offset, never goes
+    back, and ends at max + 1."""
+    tracked, completion_order = schedule
+    offsets = PartitionOffsets()
+    for o in tracked:
+        offsets.track(o)
+    incomplete = set(tracked)
+    previous = None
+    for o in completion_order:
+        offsets.complete(o)
+        incomplete.discard(o)
+        position = offsets.committable()
+        if position is None:
+            # Only while the very first offset is in flight is there nothing to commit.
+            assert tracked[0] in incomplete
+            continue
+        if incomplete:
+            assert position <= min(incomplete)
+            # It is also the best position: every tracked offset before it is complete.
+            assert position == min(incomplete)
+        if previous is not None:
+            assert position >= previous
+        previous = position
+    assert offsets.committable() == max(tracked) + 1
+    assert offsets.pending == 0
+
+
+class InterleavedTrackAndComplete(RuleBasedStateMachine):
+    """Consumption and completion interleave arbitrarily, as in the processor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offsets = PartitionOffsets()
+        self.next = 0
+        self.in_flight: list[int] = []
+        self.tracked: list[int] = []
+        self.last_position: int | None = None
+
+    @rule(gap=st.integers(min_value=1, max_value=4))
+    def consume(self, gap: int) -> None:
+        offset = self.next + gap - 1
+        self.offsets.track(offset)
+        self.next = offset + 1
+        self.in_flight.append(offset)
+        self.tracked.append(offset)
+
+    @precondition(lambda self: self.in_flight)
+    @rule(data=st.data())
+    def finish(self, data: st.DataObject) -> None:
+        offset = data.draw(st.sampled_from(self.in_flight))
+        self.in_flight.remove(offset)
+        self.offsets.complete(offset)
+
+    @invariant()
+    def position_is_safe_and_monotonic(self) -> None:
+        position = self.offsets.committable()
+        if position is None:
+            return
+        if self.in_flight:
+            assert position <= min(self.in_flight)
+        else:
+            assert position == max(self.tracked) + 1
+        if self.last_position is not None:
+            assert position >= self.last_position
+        self.last_position = position
+
+    @invariant()
+    def counts_agree(self) -> None:
+        assert self.offsets.pending == len(self.in_flight)
+        assert self.offsets.oldest_pending == (min(self.in_flight) if self.in_flight else None)
+
+
+TestInterleavedTrackAndComplete = InterleavedTrackAndComplete.TestCase
+TestInterleavedTrackAndComplete.settings = settings(max_examples=100, stateful_step_count=50)
+
+
+# --------------------------------------------------------------------------------------
+# many partitions
+
+
+def test_tracker_reports_only_advanced_positions() -> None:
+    """commit_positions lists a partition only when it moved past its last commit."""
+    tracker = OffsetTracker()
+    tracker.assign("t", 0, committed=5)
+    tracker.assign("t", 1)
+    tracker.track("t", 0, 5)
+    tracker.track("t", 1, 0)
+    assert tracker.commit_positions() == {}
+    tracker.complete("t", 0, 5)
+    tracker.complete("t", 1, 0)
+    positions = tracker.commit_positions()
+    assert positions == {("t", 0): 6, ("t", 1): 1}
+    tracker.mark_committed(positions)
+    assert tracker.commit_positions() == {}
+    assert tracker.committed("t", 0) == 6
+    tracker.track("t", 1, 1)
+    tracker.complete("t", 1, 1)
+    assert tracker.commit_positions() == {("t", 1): 2}
+
+
+def test_seek_backwards_never_rewinds_the_group() -> None:
+    """After a reset below the committed position, nothing is reported until it is passed."""
+    tracker = OffsetTracker()
+    tracker.assign("t", 0, committed=10)
+    tracker.reset("t", 0, 3)
+    tracker.track("t", 0, 3)
+    tracker.complete("t", 0, 3)
+    assert tracker.commit_positions() == {}
+    for o in range(4, 11):
+        tracker.track("t", 0, o)
+        tracker.complete("t", 0, o)
+    assert tracker.commit_positions() == {("t", 0): 11}
+
+
+def test_unassigned_partitions_are_errors_and_revoke_forgets() -> None:
+    """Tracking an unassigned partition is a KeyError; revoke drops state and commits."""
+    tracker = OffsetTracker()
+    with pytest.raises(KeyError, match=r"t\[0\] is not assigned"):
+        tracker.track("t", 0, 1)
+    tracker.assign("t", 0)
+    tracker.track("t", 0, 1)
+    assert tracker.pending == 1
+    assert ("t", 0) in tracker
+    state = tracker.revoke("t", 0)
+    assert state is not None
+    assert state.pending == 1
+    assert tracker.revoke("t", 0) is None
+    assert tracker.pending == 0
+    assert len(tracker) == 0
+    tracker.mark_committed({("t", 0): 2})
+    assert tracker.committed("t", 0) is None
+
+
+def test_mark_committed_never_moves_backwards() -> None:
+    """A late acknowledgement of an older commit does not lower the committed position."""
+    tracker = OffsetTracker()
+    tracker.assign("t", 0, committed=10)
+    tracker.mark_committed({("t", 0): 7})
+    assert tracker.committed("t", 0) == 10
+
+
+def test_reassign_starts_fresh() -> None:
+    """Assigning a partition again replaces its state with the given committed position."""
+    tracker = OffsetTracker()
+    tracker.assign("t", 0, committed=10)
+    tracker.track("t", 0, 10)
+    tracker.assign("t", 0)
+    assert tracker.partition("t", 0).pending == 0
+    assert tracker.committed("t", 0) is None
+    assert [tp for tp, _ in tracker] == [("t", 0)]
