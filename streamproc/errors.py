@@ -21,7 +21,8 @@
     │       ├── EndpointConnectionError     connect, reset, protocol errors
     │       └── EndpointTimeoutError        no answer in time
     ├── KafkaDeliveryError              the broker refused or lost an output record
-    └── KafkaConsumerError              the consumer cannot go on (fatal librdkafka error)
+    ├── KafkaConsumerError              the consumer cannot go on (fatal librdkafka error)
+    └── KafkaAdminError                 creating or inspecting a topic failed: fail at start
 
 Library exceptions (httpx, aiohttp, confluent-kafka, pydantic) are mapped into this tree at
 one boundary per library and chained with ``from exc``. No message, ``repr`` or context field
@@ -210,3 +211,16 @@ class KafkaDeliveryError(StreamprocError):
 
 class KafkaConsumerError(StreamprocError):
     """The consumer hit an error it cannot recover from; the processor stops."""
+
+
+class KafkaAdminError(StreamprocError):
+    """Creating or inspecting a topic failed; the caller cannot start.
+
+    ``retriable`` is librdkafka's verdict: true when the broker was unreachable or busy (worth
+    waiting for, e.g. while a container starts), false when the request itself was refused.
+    """
+
+    def __init__(self, message: str, *, topic: str | None = None, retriable: bool = False) -> None:
+        self.topic = topic
+        self.retriable = retriable
+        super().__init__(f"topic {topic!r}: {message}" if topic else message)
