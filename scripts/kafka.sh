@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# A local single-node Apache Kafka broker (KRaft, broker and controller in one process) for
+# development and the integration tests. It runs from Apache Kafka's jars on Maven Central, so
+# it needs Java 17+ and, once, Maven; no Docker engine. Linux (setsid, flock, /proc).
+#
+#   scripts/kafka.sh up         fetch the jars (once), format (once), start, wait until it answers
+#   scripts/kafka.sh down       clean shutdown with SIGTERM, SIGKILL after a bounded wait
+#   scripts/kafka.sh status     exit 0 running and answering, 1 running but not answering, 3 stopped
+#   scripts/kafka.sh logs [-f]  the broker's log
+#   scripts/kafka.sh reset      stop, then delete the broker's data (topics, offsets)
+#
+# Everything lives in a git-ignored folder (default .kafka/ in the repository):
+#   libs-<version>/            the broker's jars, complete or absent, never half
+#   cds/                       a class-data archive that makes later starts faster
+#   broker-<port>/data/        the KRaft log dirs, formatted once and kept across restarts
+#   broker-<port>/server.log   the broker's console output (the previous run's is server.log.1)
+#   broker-<port>/broker.pid
+#
+# Environment (all optional):
+#   KAFKA_PORT            client port on 127.0.0.1 (9092); the controller takes KAFKA_PORT+1
+#   KAFKA_HOME_DIR        cache, data and logs (<repo>/.kafka)
+#   KAFKA_HEAP_OPTS       (-Xms256m -Xmx768m)
+#   KAFKA_LOG_LEVEL       root log level of the broker (WARN)
+#   KAFKA_OPTS            extra JVM options for the broker, appended last
+#   KAFKA_START_TIMEOUT   seconds to wait for the broker to answer (120)
+#   KAFKA_STOP_TIMEOUT    seconds to wait for a clean shutdown before SIGKILL (30)
+#   JAVA_HOME             which Java to use (else java on PATH)
+set -euo pipefail
+
+readonly KAFKA_VERSION=4.4.0
+readonly LOG4J2_VERSION=2.25.5
+readonly DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly REPO_ROOT
+readonly SUPPORT_DIR=$REPO_ROOT/scripts/kafka
+readonly POM=$SUPPORT_DIR/kafka-libs.pom.xml
+readonly LOG4J2_CONFIG=$SUPPORT_DIR/log4j2.properties
+readonly PROBE=$SUPPORT_DIR/probe.py
+
+KAFKA_PORT=${KAFKA_PORT:-9092}
+if ! [[ $KAFKA_PORT =~ ^[0-9]+$ ]] || ((KAFKA_PORT < 1 || KAFKA_PORT > 65534)); then
+	printf 'kafka: error: KAFKA_PORT must be a port number below 65535, got %q\n' "$KAFKA_PORT" >&2
+	exit 1
+fi
+readonly KAFKA_PORT
+readonly CONTROLLER_PORT=$((KAFKA_PORT + 1))
+readonly BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+mkdir -p "${KAFKA_HOME_DIR:=$REPO_ROOT/.kafka}"
+KAFKA_HOME_DIR=$(cd "$KAFKA_HOME_DIR" && pwd)
+readonly KAFKA_HOME_DIR
+readonly LIBS_DIR=$KAFKA_HOME_DIR/libs-$KAFKA_VERSION
+readonly CDS_DIR=$KAFKA_HOME_DIR/cds
+readonly NODE_DIR=$KAFKA_HOME_DIR/broker-$KAFKA_PORT
+readonly DATA_DIR=$NODE_DIR/data
+readonly CONFIG_FILE=$NODE_DIR/server.properties
+readonly PID_FILE=$NODE_DIR/broker.pid
+readonly LOG_FILE=$NODE_DIR/server.log
+readonly START_TIMEOUT=${KAFKA_START_TIMEOUT:-120}
+readonly STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
+
+say() { printf 'kafka: %s\n' "$*" >&2; }
+die() {
+	printf 'kafka: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# One `up`, `down` or `reset` at a time: `make test-integration` runs `up` and then the pytest
+# fixture runs it again, and parallel test sessions share the broker.
+take_lock() {
+	exec 9>"$KAFKA_HOME_DIR/.lock"
+	flock -w 900 9 || die "another scripts/kafka.sh held $KAFKA_HOME_DIR/.lock for 15 minutes"
+}
+
+java_bin() {
+	if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
+		printf '%s\n' "$JAVA_HOME/bin/java"
+	else
+		command -v java
+	fi
+}
+
+require_java() {
+	local java settings version major
+	java=$(java_bin) || die "Java 17 or newer is needed to run Kafka $KAFKA_VERSION, and no 'java' \
+is on PATH (JAVA_HOME is ${JAVA_HOME:-unset}). Install a JDK or JRE 17+, e.g. \
+'sudo apt-get install openjdk-17-jre-headless' (Debian/Ubuntu), 'sudo dnf install \
+java-17-openjdk-headless' (Fedora), 'brew install openjdk@17' (macOS), or set JAVA_HOME."
+	settings=$("$java" -XshowSettings:properties -version 2>&1)
+	version=$(sed -n 's/^ *java\.specification\.version = //p' <<<"$settings")
+	JAVA_RUNTIME=$(sed -n 's/^ *java\.runtime\.version = //p' <<<"$settings")
+	major=${version%%.*}
+	JAVA=$java
+	[[ $major =~ ^[0-9]+$ ]] && ((major >= 17)) && return 0
+	die "Kafka $KAFKA_VERSION needs Java 17 or newer; $java is Java \
+${version:-of unknown version}. Install Java 17+ (e.g. 'sudo apt-get install \
+openjdk-17-jre-headless') and put it first on PATH or set JAVA_HOME."
+}
+
+require_maven() {
+	command -v mvn >/dev/null || die "Apache Maven is needed once, to fetch Kafka $KAFKA_VERSION's \
+jars from Maven Central into $LIBS_DIR, and 'mvn' is not on PATH. Install it, e.g. \
+'sudo apt-get install maven' (Debian/Ubuntu), 'brew install maven' (macOS), or from \
+https://maven.apache.org/download.cgi."
+}
+
+# A python that can import confluent_kafka, for the readiness probe; none means "fall back to
+# the broker's startup log line".
+probe_python() {
+	local python
+	for python in "$REPO_ROOT/.venv/bin/python" python3; do
+		if "$python" -c 'import confluent_kafka' 2>/dev/null; then
+			printf '%s\n' "$python"
+			return 0
+		fi
+	done
+	return 1
+}
+
+fetch_libs() {
+	local stamp partial fetch_log jar started
+	stamp=$(sha256sum "$POM")
+	stamp=${stamp%% *}
+	if [[ -f $LIBS_DIR/.complete && $(<"$LIBS_DIR/.complete") == "$stamp" ]]; then
+		return 0
+	fi
+	require_maven
+	say "fetching Apache Kafka $KAFKA_VERSION from Maven Central into $LIBS_DIR (only once)"
+	started=$SECONDS
+	# Copy into a side folder and rename it into place only when complete, so an interrupted or
+	# failed download never passes for a cache.
+	partial=$KAFKA_HOME_DIR/.libs-$KAFKA_VERSION.partial
+	fetch_log=$KAFKA_HOME_DIR/fetch.log
+	rm -rf "$partial"
+	if ! mvn -B -q -f "$POM" "$DEPENDENCY_PLUGIN:copy-dependencies" \
+		-DincludeScope=runtime -DoutputDirectory="$partial" >"$fetch_log" 2>&1; then
+		tail -n 40 "$fetch_log" >&2
+		rm -rf "$partial"
+		die "Maven could not fetch Kafka's jars (full output: $fetch_log). Maven Central must be \
+reachable, directly or through a mirror in ~/.m2/settings.xml."
+	fi
+	for jar in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar" \
+		"kafka-server-$KAFKA_VERSION.jar" "log4j-core-$LOG4J2_VERSION.jar" \
+		"log4j-slf4j-impl-$LOG4J2_VERSION.jar"; do
+		[[ -f $partial/$jar ]] || {
+			rm -rf "$partial"
+			die "Maven finished but $jar is missing from the copied jars; see $fetch_log"
+		}
+	done
+	printf '%s\n' "$stamp" >"$partial/.complete"
+	rm -rf "$LIBS_DIR" "$CDS_DIR"
+	mv "$partial" "$LIBS_DIR"
+	rm -f "$fetch_log"
+	say "fetched $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) \
+in $((SECONDS - started)) s"
+}
+
+write_config() {
+	local log_dirs=$1 file=$2
+	cat >"$file" <<EOF
+# Written by scripts/kafka.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$log_dirs
+
+# Topics are created explicitly (streamproc.kafka.admin.ensure_topics, the test fixtures), so
+# a typo in a topic name fails instead of silently creating a topic.
+auto.create.topics.enable=false
+delete.topic.enable=true
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+
+# One node: every internal topic must have replication factor 1, or consumer groups and
+# transactions wait forever for a coordinator. One offsets partition and no initial rebalance
+# delay make a new consumer group's first join fast.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+group.initial.rebalance.delay.ms=0
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+
+# Sized for a 2-core development machine.
+num.network.threads=2
+num.io.threads=2
+num.recovery.threads.per.data.dir=1
+background.threads=2
+log.retention.hours=24
+log.segment.bytes=67108864
+EOF
+}
+
+# Formats into a side folder and renames it into place, so a failed format leaves no data dir
+# that a later start would trust.
+format_storage() {
+	[[ -f $DATA_DIR/meta.properties ]] && return 0
+	local partial=$NODE_DIR/data.partial cluster_id output
+	rm -rf "$partial" "$DATA_DIR"
+	write_config "$partial" "$NODE_DIR/format.properties"
+	# A Kafka cluster id is 16 random bytes in URL-safe base64 without padding; Kafka's own
+	# generator also avoids a leading '-', which would read as an option.
+	cluster_id=-
+	while [[ $cluster_id == -* ]]; do
+		cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+	done
+	if ! output=$("$JAVA" "${TOOL_OPTS[@]}" -cp "$LIBS_DIR/*" kafka.tools.StorageTool format \
+		--standalone -t "$cluster_id" -c "$NODE_DIR/format.properties" 2>&1); then
+		rm -rf "$partial"
+		printf '%s\n' "$output" >&2
+		die "formatting the broker's storage failed (output above)"
+	fi
+	mv "$partial" "$DATA_DIR"
+	rm -f "$NODE_DIR/format.properties"
+}
+
+# Prints the broker's pid when the pid file names a live broker of this node; removes a stale
+# pid file (the process is gone or the pid was reused by something else).
+running_pid() {
+	local pid cmdline
+	[[ -f $PID_FILE ]] || return 1
+	pid=$(<"$PID_FILE")
+	if [[ $pid =~ ^[0-9]+$ ]] && cmdline=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null) &&
+		[[ $cmdline == *kafka.Kafka*"$CONFIG_FILE"* ]] && ! is_zombie "$pid"; then
+		printf '%s\n' "$pid"
+		return 0
+	fi
+	rm -f "$PID_FILE"
+	return 1
+}
+
+is_zombie() {
+	local stat
+	{ stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} == Z ]]
+}
+
+alive() { kill -0 "$1" 2>/dev/null && ! is_zombie "$1"; }
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+port_holder() {
+	local line
+	line=$(ss -Hltnp "sport = :$1" 2>/dev/null | head -n 1) || true
+	if [[ $line =~ users:\(\(\"([^\"]+)\",pid=([0-9]+) ]]; then
+		printf '%s (pid %s)' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+	else
+		printf 'another process'
+	fi
+}
+
+# A broker of this node that lost its pid file is adopted rather than reported as a stranger.
+adopt_orphan() {
+	local pid
+	pid=$(pgrep -f -n -- "kafka\.Kafka $CONFIG_FILE\$" || true)
+	[[ -n $pid ]] || return 1
+	printf '%s\n' "$pid" >"$PID_FILE"
+	say "found this node's broker running without a pid file (pid $pid); tracking it again"
+	printf '%s\n' "$pid"
+}
+
+log_tail() {
+	[[ -f $LOG_FILE ]] || return 0
+	printf -- '--- last lines of %s ---\n' "$LOG_FILE" >&2
+	tail -n 40 "$LOG_FILE" >&2
+	printf -- '---\n' >&2
+}
+
+# Waits until the broker answers a metadata request (or, without a python that has
+# confluent_kafka, until it logs "Kafka Server started"). Returns 2 when the process ended.
+wait_ready() {
+	local pid=$1 timeout=$2 python deadline
+	if python=$(probe_python); then
+		"$python" "$PROBE" "$BOOTSTRAP" --timeout "$timeout" --pid "$pid"
+		return
+	fi
+	deadline=$((SECONDS + timeout))
+	while ((SECONDS < deadline)); do
+		alive "$pid" || return 2
+		grep -q 'Kafka Server started' "$LOG_FILE" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+stop_pid() {
+	local pid=$1 deadline archive
+	kill -TERM "$pid" 2>/dev/null || true
+	deadline=$((SECONDS + STOP_TIMEOUT))
+	while alive "$pid" && ((SECONDS < deadline)); do
+		sleep 0.1
+	done
+	if alive "$pid"; then
+		say "the broker did not stop within ${STOP_TIMEOUT} s of SIGTERM; sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		deadline=$((SECONDS + 10))
+		while alive "$pid" && ((SECONDS < deadline)); do
+			sleep 0.1
+		done
+		rm -f "$CDS_DIR"/*.jsa.partial
+	fi
+	for archive in "$CDS_DIR"/*.jsa.partial; do
+		[[ -s $archive ]] && mv -f "$archive" "${archive%.partial}"
+	done
+	rm -f "$PID_FILE"
+}
+
+jvm_options() {
+	local heap extra archive
+	read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+	read -r -a extra <<<"${KAFKA_OPTS:-}"
+	# Measured on 2 cores (start to first metadata answer; see the commit that added this):
+	# Serial GC instead of G1 starts a little faster and leaves the second core to the tests; an
+	# AppCDS archive of the broker's classes cuts the start from about 3.7 s to 2.2 s and costs
+	# nothing at run time. C1-only (-XX:TieredStopAtLevel=1) would save another 0.7 s but slows
+	# long benchmark runs, so it is left to KAFKA_OPTS.
+	BROKER_OPTS=(
+		"${heap[@]}"
+		-XX:+UseSerialGC
+		-XX:+ExitOnOutOfMemoryError
+		-XX:-UsePerfData
+		-Xlog:cds=off
+		-Xlog:cds+dynamic=off
+		-Djava.awt.headless=true
+		"-Dlog4j2.configurationFile=$LOG4J2_CONFIG"
+		"-Dkafka.log.level=${KAFKA_LOG_LEVEL:-WARN}"
+	)
+	# The archive is only valid for this JVM build and these jar files, hence the name and its
+	# removal when the jars are fetched again. The JVM writes it when the broker exits; `down`
+	# keeps it only after a clean exit, so a half-written archive is never used.
+	archive=$CDS_DIR/kafka-$KAFKA_VERSION-java-${JAVA_RUNTIME//[^A-Za-z0-9._-]/_}.jsa
+	mkdir -p "$CDS_DIR"
+	rm -f "$CDS_DIR"/*.jsa.partial
+	if [[ -s $archive ]]; then
+		BROKER_OPTS+=("-XX:SharedArchiveFile=$archive")
+	else
+		BROKER_OPTS+=("-XX:ArchiveClassesAtExit=$archive.partial")
+	fi
+	BROKER_OPTS+=("${extra[@]}")
+	# The storage tool runs for a second: the fastest JVM start matters, not peak speed.
+	TOOL_OPTS=(
+		-Xmx256m
+		-XX:+UseSerialGC
+		-XX:TieredStopAtLevel=1
+		-XX:-UsePerfData
+		"-Dlog4j2.configurationFile=$LOG4J2_CONFIG"
+	)
+}
+
+cmd_up() {
+	local pid port started status
+	started=$SECONDS
+	take_lock
+	mkdir -p "$NODE_DIR"
+	if pid=$(running_pid) || pid=$(adopt_orphan); then
+		if wait_ready "$pid" "$START_TIMEOUT"; then
+			say "already running on $BOOTSTRAP (pid $pid)"
+			return 0
+		fi
+		log_tail
+		die "a broker is running (pid $pid) but does not answer on $BOOTSTRAP; \
+'scripts/kafka.sh down' stops it"
+	fi
+	for port in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
+		if port_open "$port"; then
+			die "port $port on 127.0.0.1 is taken by $(port_holder "$port"), not by this \
+repository's broker. Stop that process, or use it for the tests with KAFKA_BOOTSTRAP=127.0.0.1:$port \
+if it is a Kafka broker, or pick other ports with KAFKA_PORT=<port> (the controller takes the next)."
+		fi
+	done
+	require_java
+	jvm_options
+	fetch_libs
+	write_config "$DATA_DIR" "$CONFIG_FILE"
+	format_storage
+	[[ -f $LOG_FILE ]] && mv -f "$LOG_FILE" "$LOG_FILE.1"
+	say "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (log: $LOG_FILE)"
+	# setsid: the broker must outlive this script and must not receive a Ctrl-C meant for the
+	# command that started it (make, pytest). 9>&-: it must not inherit the lock.
+	setsid "$JAVA" "${BROKER_OPTS[@]}" -cp "$LIBS_DIR/*" kafka.Kafka "$CONFIG_FILE" \
+		</dev/null >"$LOG_FILE" 2>&1 9>&- &
+	pid=$!
+	printf '%s\n' "$pid" >"$PID_FILE"
+	status=0
+	wait_ready "$pid" "$START_TIMEOUT" || status=$?
+	case $status in
+	0)
+		say "ready on $BOOTSTRAP (pid $pid) after $((SECONDS - started)) s"
+		;;
+	2)
+		rm -f "$PID_FILE"
+		log_tail
+		die "the broker exited during start-up (log above)"
+		;;
+	*)
+		log_tail
+		stop_pid "$pid"
+		die "the broker did not answer on $BOOTSTRAP within ${START_TIMEOUT} s (log above); \
+stopped it. A slow machine may need KAFKA_START_TIMEOUT=<seconds>."
+		;;
+	esac
+}
+
+cmd_down() {
+	local pid
+	take_lock
+	if ! pid=$(running_pid) && ! pid=$(adopt_orphan); then
+		say "not running"
+		return 0
+	fi
+	say "stopping the broker (pid $pid)"
+	stop_pid "$pid"
+	say "stopped"
+}
+
+cmd_status() {
+	local pid python
+	if ! pid=$(running_pid) && ! pid=$(adopt_orphan); then
+		echo "stopped (no broker of this repository on $BOOTSTRAP)"
+		if port_open "$KAFKA_PORT"; then
+			echo "port $KAFKA_PORT is in use by $(port_holder "$KAFKA_PORT")"
+		fi
+		return 3
+	fi
+	python=$(probe_python) || python=
+	if [[ -z $python ]] || "$python" "$PROBE" "$BOOTSTRAP" --timeout 5 --pid "$pid"; then
+		echo "running: pid $pid, bootstrap $BOOTSTRAP, data $DATA_DIR, log $LOG_FILE"
+		return 0
+	fi
+	echo "running (pid $pid) but not answering on $BOOTSTRAP; see $LOG_FILE"
+	return 1
+}
+
+cmd_logs() {
+	[[ -f $LOG_FILE ]] || die "no broker log yet at $LOG_FILE"
+	if [[ ${1:-} == -f ]]; then
+		exec tail -n 100 -F "$LOG_FILE"
+	fi
+	cat "$LOG_FILE"
+}
+
+cmd_reset() {
+	cmd_down
+	rm -rf "$DATA_DIR" "$NODE_DIR/data.partial"
+	say "deleted $DATA_DIR; the next 'up' formats a fresh cluster"
+}
+
+usage() {
+	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
+	exit 2
+}
+
+case ${1:-} in
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+logs) cmd_logs "${2:-}" ;;
+reset) cmd_reset ;;
+*) usage ;;
+esac
