@@ -147,7 +147,8 @@ def parse_query(body: Mapping[str, Any]) -> ListQuery:
     """Read a list request body (all parts optional)."""
     raw_filter = body.get("filter")
     predicate = parse_filter(raw_filter) if raw_filter is not None else (lambda _entry: True)
-    page = body.get("page") or {}
+    page = body.get("page")
+    page = {} if page is None else page
     if not isinstance(page, Mapping):
         raise bad_request("page must be an object {offset, length}", {"field": "page"})
     length = _page_int(page, "length")
