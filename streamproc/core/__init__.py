@@ -1,1 +1,108 @@
-"""The pure core of streamproc: no I/O, no clock, no randomness; time and chance are arguments."""
+"""The pure core of streamproc: decisions about events, with no I/O.
+
+Nothing here reads a clock, draws a random number, opens a socket or logs: time and
+randomness are arguments, so every behaviour is reproducible in a direct call. The modules,
+one concept each:
+
+- :mod:`.events` decode and validate a record value into a :class:`TransactionEvent`
+- :mod:`.mapping` build an API Task's botInput from an event; read its verdict
+- :mod:`.routing` choose the API Tasks that score an event
+- :mod:`.decisions` combine verdicts, fall back, build the output record and headers
+- :mod:`.deadletters` the dead-letter envelope headers
+- :mod:`.offsets` committable offsets under out-of-order completion
+- :mod:`.ordering` per-key / per-partition ordering of concurrent work
+- :mod:`.budgets` per-allocation concurrency budgets
+- :mod:`.deadlines` per-event deadlines in event time
+- :mod:`.retry` error classification and deadline-aware backoff
+"""
+
+from streamproc.core.budgets import Budget, BudgetResolution, replica_share, resolve_limit
+from streamproc.core.deadletters import (
+    dead_letter_headers,
+    dead_letter_headers_for,
+    error_class_name,
+)
+from streamproc.core.deadlines import Deadline, classify_on_arrival, event_deadline
+from streamproc.core.decisions import (
+    DecisionRecord,
+    FallbackPolicy,
+    FallbackReason,
+    FallbackRule,
+    SourceRef,
+    TaskReport,
+    combine_verdicts,
+    decide,
+    fallback_decision,
+)
+from streamproc.core.events import TransactionEvent, check_path, decode_event
+from streamproc.core.mapping import (
+    DEFAULT_FRAUD_MAPPING,
+    Decision,
+    InputVariableSpec,
+    OutputSpec,
+    TaskMappingSpec,
+    TaskVerdict,
+    map_bot_input,
+    read_task_output,
+)
+from streamproc.core.offsets import OffsetTracker, PartitionOffsets, TopicPartition
+from streamproc.core.ordering import OrderingGate, OrderingMode
+from streamproc.core.retry import RetryPolicy, RetryThrottle, classify, next_delay
+from streamproc.core.routing import (
+    CombinePolicy,
+    Condition,
+    Route,
+    RouteRule,
+    RoutingSpec,
+    check_routing,
+    route,
+)
+
+__all__ = [
+    "DEFAULT_FRAUD_MAPPING",
+    "Budget",
+    "BudgetResolution",
+    "CombinePolicy",
+    "Condition",
+    "Deadline",
+    "Decision",
+    "DecisionRecord",
+    "FallbackPolicy",
+    "FallbackReason",
+    "FallbackRule",
+    "InputVariableSpec",
+    "OffsetTracker",
+    "OrderingGate",
+    "OrderingMode",
+    "OutputSpec",
+    "PartitionOffsets",
+    "RetryPolicy",
+    "RetryThrottle",
+    "Route",
+    "RouteRule",
+    "RoutingSpec",
+    "SourceRef",
+    "TaskMappingSpec",
+    "TaskReport",
+    "TaskVerdict",
+    "TopicPartition",
+    "TransactionEvent",
+    "check_path",
+    "check_routing",
+    "classify",
+    "classify_on_arrival",
+    "combine_verdicts",
+    "dead_letter_headers",
+    "dead_letter_headers_for",
+    "decide",
+    "decode_event",
+    "error_class_name",
+    "event_deadline",
+    "fallback_decision",
+    "map_bot_input",
+    "next_delay",
+    "read_task_output",
+    "replica_share",
+    "resolve_limit",
+    "route",
+]
