@@ -15,9 +15,10 @@ Wire format: one JSON object per record value, UTF-8. Known fields::
     channel            string, optional, 1-128 chars, not blank
 
 A known field that is present but ``null`` or empty is malformed (an absent field is fine
-when optional). Unknown fields are carried untouched in ``extra`` so routing and mapping can
-read them (``extra.device.id``). Codes are not case-folded: ``"us"`` is rejected rather than
-silently rewritten, so the value routed on is the value received.
+when optional). A repeated key counts once, with its last value, as in most JSON parsers.
+Unknown fields are carried untouched in ``extra`` so routing and mapping can read them
+(``extra.device.id``). Codes are not case-folded: ``"us"`` is rejected rather than silently
+rewritten, so the value routed on is the value received.
 
 Numbers are parsed losslessly: the stdlib decoder with ``parse_float=Decimal`` keeps the
 literal digits (``0.10`` stays ``Decimal("0.10")``), in ``extra`` too, so routing compares
@@ -277,16 +278,21 @@ def _amount(value: Any) -> Decimal:
 
 
 def _has_lone_surrogate(obj: Any) -> bool:
-    if isinstance(obj, str):
-        try:
-            obj.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(obj, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in obj.items())
-    if isinstance(obj, list):
-        return any(_has_lone_surrogate(v) for v in obj)
+    # Iterative: the decoder accepts nesting close to the recursion limit, so a recursive
+    # walk could raise RecursionError instead of answering.
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
     return False
 
 

@@ -23,13 +23,13 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -69,9 +69,6 @@ class Condition(BaseModel):
     op: Op
     value: Any = None
 
-    _key: _Key = PrivateAttr(default=("none", None))
-    _keys: frozenset[_Key] = PrivateAttr(default=frozenset())
-
     @field_validator("field")
     @classmethod
     def _field_is_an_event_path(cls, field: str) -> str:
@@ -106,12 +103,15 @@ class Condition(BaseModel):
             raise ValueError(f"{self.op} needs a value (use exists/missing to test presence)")
         return self
 
-    def model_post_init(self, _context: Any, /) -> None:
-        # Comparison keys are built once; holds() runs per event.
-        if self.op in ("in", "not_in"):
-            self._keys = frozenset(_key(v) for v in self.value)
-        elif self.op in ("eq", "ne"):
-            self._key = _key(self.value)
+    # Comparison keys are built once, on first use: holds() runs per event. (A cached
+    # property rather than a pydantic private attribute, whose access costs microseconds.)
+    @cached_property
+    def _key(self) -> _Key:
+        return _key(self.value)
+
+    @cached_property
+    def _keys(self) -> frozenset[_Key]:
+        return frozenset(_key(v) for v in self.value)
 
     def holds(self, event: TransactionEvent) -> bool:
         """Whether this condition is true of ``event``."""
@@ -173,9 +173,6 @@ class RoutingSpec(BaseModel):
     default_tasks: tuple[Name, ...] = Field(min_length=1)
     combine: CombinePolicy = "strictest"
 
-    _routes: tuple[Route, ...] = PrivateAttr(default=())
-    _default: Route = PrivateAttr(default=Route(DEFAULT_RULE, ()))
-
     @field_validator("default_tasks")
     @classmethod
     def _tasks_unique(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
@@ -195,15 +192,22 @@ class RoutingSpec(BaseModel):
                 )
         return rules
 
-    def model_post_init(self, _context: Any, /) -> None:
-        # Routes are built once: route() runs per event and should not allocate.
-        self._routes = tuple(Route(r.name, r.tasks) for r in self.rules)
-        self._default = Route(DEFAULT_RULE, self.default_tasks)
+    # Built once, on first use: route() runs per event and should not allocate.
+    @cached_property
+    def _table(self) -> tuple[tuple[tuple[Condition, ...], Route], ...]:
+        return tuple((r.when, Route(r.name, r.tasks)) for r in self.rules)
+
+    @cached_property
+    def _default(self) -> Route:
+        return Route(DEFAULT_RULE, self.default_tasks)
 
     def route(self, event: TransactionEvent) -> Route:
         """The first rule that matches ``event``, else the default route."""
-        for rule, matched in zip(self.rules, self._routes, strict=True):
-            if all(c.holds(event) for c in rule.when):
+        for conditions, matched in self._table:
+            for condition in conditions:
+                if not condition.holds(event):
+                    break
+            else:
                 return matched
         return self._default
 

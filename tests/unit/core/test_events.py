@@ -325,3 +325,17 @@ def test_arbitrary_json_objects_only_raise_bad_input(obj: dict[str, Any], base: 
         return
     assert event.event_id
     assert event.amount.is_finite()
+
+
+def test_deeply_nested_lone_surrogate_is_still_a_decode_error() -> None:
+    """The surrogate check copes with nesting as deep as the decoder accepts."""
+    depth = 900
+    raw = encode(FULL)[:-1] + b',"x":' + b"[" * depth + b'"\\ud800"' + b"]" * depth + b"}"
+    with pytest.raises(DecodeError, match=r"surrogate|nested"):
+        decode_event(raw)
+
+
+def test_repeated_key_keeps_the_last_value() -> None:
+    """A key given twice counts once, with its last value."""
+    raw = b'{"event_id":"a","event_id":"b","occurred_at":"2026-01-01T00:00:00Z","amount":1}'
+    assert decode_event(raw).event_id == "b"
