@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from streamproc.controlroom.values import (
@@ -328,3 +330,22 @@ def test_missing_reasons_read_as_none() -> None:
     """An absent reasons variable means no reasons, not a broken contract."""
     wire = {k: v for k, v in GOOD.items() if k != "oLstReasons"}
     assert read_task_output(outputs(**wire), OutputSpec()).reasons == ()
+
+
+@given(
+    amount=st.decimals(
+        min_value=-(10**9), max_value=10**9, places=2, allow_nan=False, allow_infinity=False
+    ),
+    currency=st.none() | st.sampled_from(["EUR", "USD"]),
+    channel=st.none() | st.text(min_size=1, max_size=20).filter(str.strip),
+)
+def test_default_mapping_of_any_valid_event_round_trips_on_the_wire(
+    amount: Decimal, currency: str | None, channel: str | None
+) -> None:
+    """Every valid event maps without error, and its botInput survives dump and parse."""
+    obj: dict[str, Any] = {"event_id": "e", "occurred_at": "2026-01-01T00:00:00Z"}
+    obj |= {k: v for k, v in {"currency": currency, "channel": channel}.items() if v}
+    raw = json.dumps(obj)[:-1] + f', "amount": {amount}}}'
+    bot_input = map_bot_input(decode_event(raw.encode()), DEFAULT_FRAUD_MAPPING)
+    assert bot_input["iNumAmount"] == NumberValue(amount)
+    assert parse_bot_values(dump_bot_values(bot_input)) == bot_input
