@@ -1,0 +1,285 @@
+"""Processor configuration: one frozen settings model, read once at start.
+
+Sources, later ones winning: the TOML file given to ``streamproc run --config``, then
+environment variables ``STREAMPROC_<SECTION>__<KEY>`` (e.g. ``STREAMPROC_KAFKA__GROUP_ID``,
+``STREAMPROC_CONTROLROOM__PASSWORD``). Unknown keys are errors, not silently ignored, because a
+misspelt key in production is a setting that silently did not apply. Any problem becomes a
+:class:`~streamproc.errors.ConfigError` naming the key's dotted path. Credentials are
+``SecretStr``: printing the settings never shows them.
+
+The librdkafka and HTTP client settings are *exported* from these fields, so one value (e.g. a
+concurrency budget) drives every layer that depends on it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from streamproc.core.decisions import FallbackPolicy
+from streamproc.core.mapping import DEFAULT_FRAUD_MAPPING, TaskMappingSpec
+from streamproc.core.ordering import OrderingMode
+from streamproc.core.retry import RetryPolicy
+from streamproc.core.routing import RoutingSpec, check_routing
+from streamproc.errors import ConfigError
+
+ENV_PREFIX = "STREAMPROC_"
+FRAUD_SCORE_PATH = "Automation Anywhere\\Bots\\Fraud Score API Task"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "streamproc"
+    client_id: str = "streamproc"
+    input_topic: str = "transactions"
+    decisions_topic: str = "decisions"
+    dead_letter_topic: str = "transactions.dlq"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: int = Field(45_000, ge=6_000)
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    consume_batch_size: int = Field(500, ge=1, le=10_000)
+    commit_interval_ms: int = Field(1_000, ge=50)
+    linger_ms: int = Field(5, ge=0, le=1_000)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # Passed to librdkafka unchanged, for settings this model does not name.
+    consumer_overrides: dict[str, str] = Field(default_factory=dict)
+    producer_overrides: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Self:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                "security_protocol SASL_* needs sasl_mechanism, sasl_username and sasl_password"
+            )
+        return self
+
+    def common_config(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username
+            conf["sasl.password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else ""
+            )
+        return conf
+
+    def consumer_config(self) -> dict[str, Any]:
+        """librdkafka consumer settings: manual commits of acknowledged work only."""
+        conf = self.common_config() | {
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": self.auto_offset_reset,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": self.session_timeout_ms,
+            "max.poll.interval.ms": self.max_poll_interval_ms,
+            "enable.partition.eof": False,
+        }
+        return conf | dict(self.consumer_overrides)
+
+    def producer_config(self) -> dict[str, Any]:
+        """Idempotent producer, acks from all in-sync replicas: an ack means durable."""
+        conf = self.common_config() | {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": self.linger_ms,
+            "compression.type": "lz4",
+        }
+        return conf | dict(self.producer_overrides)
+
+
+class ControlRoomSettings(_Section):
+    url: str = "http://127.0.0.1:8090"
+    auth_version: Literal["v1", "v2"] = "v2"
+    # Bot developer identity: generates execution URLs and tokens.
+    username: str | None = "bot-developer"
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    # Optional admin identity: only used to read allocation budgets (the list is admin-only).
+    admin_username: str | None = None
+    admin_password: SecretStr | None = None
+    admin_api_key: SecretStr | None = None
+    verify_tls: bool = True
+    request_timeout_ms: int = Field(10_000, ge=100)
+    token_refresh_margin_s: float = Field(60.0, ge=0)
+    access_refresh_interval_s: float = Field(300.0, ge=5)
+    execute_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> Self:
+        given = [n for n in ("password", "api_key", "bearer_token") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of password, api_key or bearer_token "
+                f"(found {len(given)}: {', '.join(given) or 'none'})"
+            )
+        if self.bearer_token is None and not self.username:
+            raise ValueError("username is required with password or api_key")
+        if (self.admin_password or self.admin_api_key) and not self.admin_username:
+            raise ValueError("admin_username is required with admin_password or admin_api_key")
+        if self.admin_password and self.admin_api_key:
+            raise ValueError("set admin_password or admin_api_key, not both")
+        return self
+
+    @property
+    def has_admin(self) -> bool:
+        return bool(self.admin_username and (self.admin_password or self.admin_api_key))
+
+
+class ApiTaskSettings(_Section):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    repository_path: str = Field(min_length=1)
+    # The budget from config; the allocation's concurrencyLimit wins when it is lower.
+    concurrency_limit: int | None = Field(None, ge=1, le=10_000)
+    attempt_timeout_ms: int = Field(2_000, ge=10)
+    mapping: TaskMappingSpec = DEFAULT_FRAUD_MAPPING
+
+
+class ProcessingSettings(_Section):
+    ordering: OrderingMode = "key"
+    max_in_flight: int = Field(1_000, ge=1, le=100_000)
+    max_event_bytes: int = Field(65_536, ge=256)
+    decision_sla_ms: int = Field(500, ge=10)
+    # Below this much time left, an execute cannot help: decide by fallback without one.
+    min_useful_ms: int = Field(20, ge=0)
+    clock_skew_tolerance_ms: int = Field(5_000, ge=0)
+    drain_timeout_s: float = Field(10.0, gt=0)
+    retry: RetryPolicy = RetryPolicy()
+    fallback: FallbackPolicy = FallbackPolicy()
+
+
+class ObservabilitySettings(_Section):
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    http_enabled: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(9108, ge=0, le=65_535)
+
+
+def _default_tasks() -> tuple[ApiTaskSettings, ...]:
+    return (ApiTaskSettings(name="fraud", repository_path=FRAUD_SCORE_PATH),)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    controlroom: ControlRoomSettings = ControlRoomSettings(
+        password=SecretStr("bot-developer-password")
+    )
+    api_tasks: tuple[ApiTaskSettings, ...] = Field(default_factory=_default_tasks, min_length=1)
+    routing: RoutingSpec = RoutingSpec(default_tasks=("fraud",))
+    processing: ProcessingSettings = ProcessingSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [t.name for t in self.api_tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"api_tasks: duplicate name(s) {', '.join(duplicates)}")
+        problems = check_routing(self.routing, set(names))
+        if problems:
+            raise ValueError("routing: " + "; ".join(problems))
+        topics = {self.kafka.input_topic, self.kafka.decisions_topic, self.kafka.dead_letter_topic}
+        if len(topics) != 3:
+            raise ValueError(
+                "kafka: input_topic, decisions_topic and dead_letter_topic must differ"
+            )
+        return self
+
+    def task(self, name: str) -> ApiTaskSettings:
+        for task in self.api_tasks:
+            if task.name == name:
+                return task
+        raise KeyError(name)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init carries the parsed TOML file (see load_settings); the environment overrides it.
+        return (env_settings, init_settings)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read and validate the TOML file (optional) and the environment; raise ConfigError."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("--config", f"file not found: {file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{file} is not valid TOML: {exc}") from None
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    """The first problem, by key path, in words a person can act on; never the input value."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling against config/local.toml)"
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(key, message)
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, secrets masked: safe to log at start."""
+    return settings.model_dump(mode="json", exclude_none=True)
