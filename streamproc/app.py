@@ -1,0 +1,191 @@
+"""The composition root: builds a running processor from :class:`Settings`, and tears it down.
+
+Start-up fails fast, with one clear error, on anything that would otherwise fail every event:
+credentials the Control Room rejects, a repository path without an allocation, a missing
+topic, or an API Task without any budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from streamproc.config import ControlRoomSettings, Settings, describe
+from streamproc.controlroom.client import ControlRoomClient
+from streamproc.controlroom.credentials import (
+    ApiKeyCredentials,
+    BearerCredentials,
+    Credentials,
+    PasswordCredentials,
+)
+from streamproc.controlroom.transport import make_execute_transport
+from streamproc.core.budgets import resolve_limit
+from streamproc.errors import AccessDetailsError, ConfigError, ControlRoomError
+from streamproc.kafka.admin import missing_topics
+from streamproc.kafka.consumer import KafkaSource
+from streamproc.kafka.producer import KafkaSink
+from streamproc.logs import get_logger
+from streamproc.observability.metrics import ProcessorMetrics
+from streamproc.observability.server import HealthProbe, ObservabilityServer, build_app
+from streamproc.processor.engine import Processor
+from streamproc.processor.limiter import AsyncBudget
+from streamproc.processor.outcomes import Decider
+from streamproc.processor.scoring import EventScorer, TaskRunner
+
+log = get_logger("app")
+
+
+def credentials(cr: ControlRoomSettings, *, admin: bool = False) -> Credentials:
+    """The identity to log in with; ``admin`` selects the optional allocation reader."""
+    if admin:
+        assert cr.admin_username is not None
+        if cr.admin_api_key is not None:
+            return ApiKeyCredentials(cr.admin_username, cr.admin_api_key)
+        assert cr.admin_password is not None
+        return PasswordCredentials(cr.admin_username, cr.admin_password)
+    if cr.bearer_token is not None:
+        return BearerCredentials(token=cr.bearer_token)
+    assert cr.username is not None
+    if cr.api_key is not None:
+        return ApiKeyCredentials(cr.username, cr.api_key)
+    assert cr.password is not None
+    return PasswordCredentials(cr.username, cr.password)
+
+
+def control_room(cr: ControlRoomSettings, *, admin: bool = False) -> ControlRoomClient:
+    return ControlRoomClient(
+        cr.url,
+        credentials(cr, admin=admin),
+        auth_version=cr.auth_version,
+        verify_tls=cr.verify_tls,
+        timeout_s=cr.request_timeout_ms / 1000,
+        refresh_margin_s=cr.token_refresh_margin_s,
+    )
+
+
+async def allocation_limits(settings: Settings) -> dict[str, int]:
+    """concurrencyLimit per repository path, read with the admin identity if configured."""
+    cr = settings.controlroom
+    if not cr.has_admin:
+        return {}
+    wanted = {t.repository_path for t in settings.api_tasks}
+    limits: dict[str, int] = {}
+    async with control_room(cr, admin=True) as admin:
+        async for allocation in admin.allocations():
+            if allocation.file_path in wanted:
+                limits[allocation.file_path] = allocation.concurrency_limit
+    return limits
+
+
+def resolve_budgets(settings: Settings, allocations: Mapping[str, int]) -> dict[str, int]:
+    budgets: dict[str, int] = {}
+    for i, task in enumerate(settings.api_tasks):
+        resolution = resolve_limit(
+            task.name,
+            configured=task.concurrency_limit,
+            allocation=allocations.get(task.repository_path),
+            config_key=f"api_tasks.{i}.concurrency_limit",
+        )
+        if resolution.warning:
+            log.warning("budget_conflict", task=task.name, detail=resolution.warning)
+        log.info("budget", task=task.name, limit=resolution.limit, source=resolution.source)
+        budgets[task.name] = resolution.limit
+    return budgets
+
+
+@dataclass
+class Running:
+    """Handles a caller (the CLI, the demo, a test) may inspect while the processor runs."""
+
+    processor: Processor
+    metrics: ProcessorMetrics
+    budgets: dict[str, AsyncBudget]
+    server: ObservabilityServer | None
+
+
+async def run_processor(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    metrics: ProcessorMetrics | None = None,
+    started: asyncio.Future[Running] | None = None,
+) -> None:
+    """Build, run until ``stop`` is set, drain, and release every resource."""
+    log.info("starting", settings=describe(settings))
+    metrics = metrics or ProcessorMetrics()
+    kafka = settings.kafka
+    missing = await asyncio.to_thread(
+        missing_topics,
+        kafka.bootstrap_servers,
+        [kafka.input_topic, kafka.decisions_topic, kafka.dead_letter_topic],
+        kafka.common_config(),
+    )
+    if missing:
+        raise ConfigError("kafka", f"topic(s) not found on the broker: {', '.join(missing)}")
+
+    try:
+        limits = resolve_budgets(settings, await allocation_limits(settings))
+    except ControlRoomError as exc:
+        raise ConfigError("controlroom.admin_username", f"cannot read allocations: {exc}") from exc
+
+    async with AsyncExitStack() as stack:
+        client = control_room(settings.controlroom)
+        stack.push_async_callback(client.aclose)
+        transport = make_execute_transport(
+            settings.controlroom.execute_transport,
+            max_connections=sum(limits.values()),
+            verify_tls=settings.controlroom.verify_tls,
+        )
+        stack.push_async_callback(transport.aclose)
+        budgets = {name: AsyncBudget(name, limit) for name, limit in limits.items()}
+        runners: dict[str, TaskRunner] = {}
+        for task in settings.api_tasks:
+            session = client.execution_session(
+                task.repository_path,
+                transport,
+                refresh_interval_s=settings.controlroom.access_refresh_interval_s,
+            )
+            stack.push_async_callback(session.aclose)
+            try:
+                await session.refresh()
+            except AccessDetailsError as exc:
+                raise ConfigError(f"api_tasks.{task.name}.repository_path", exc.reason) from exc
+            budget = budgets[task.name]
+            metrics.allocation_budget.labels(task.name).set(budget.limit)
+            metrics.allocation_in_flight.labels(task.name).set_function(
+                lambda b=budget: b.in_flight  # type: ignore[misc]
+            )
+            runners[task.name] = TaskRunner(
+                task, session, budget, settings.processing.retry, metrics
+            )
+        scorer = EventScorer(runners)
+        stack.push_async_callback(scorer.aclose)
+
+        sink = KafkaSink(kafka.producer_config())
+        sink.start()
+        stack.push_async_callback(sink.close)
+        decider = Decider(settings, scorer, metrics)
+        processor = Processor(
+            settings,
+            lambda p: KafkaSource(kafka.consumer_config(), [kafka.input_topic], p),
+            sink,
+            decider,
+            metrics,
+        )
+        server = None
+        obs = settings.observability
+        if obs.http_enabled:
+            probe = HealthProbe(
+                ready=processor.started.is_set,
+                last_poll_monotonic=lambda: processor.last_poll_monotonic,
+                stall_after_s=kafka.max_poll_interval_ms / 2000,
+            )
+            server = ObservabilityServer(build_app(metrics, probe), obs.http_host, obs.http_port)
+            await server.start()
+            stack.push_async_callback(server.stop)
+            log.info("observability_listening", host=obs.http_host, port=server.port)
+        if started is not None and not started.done():
+            started.set_result(Running(processor, metrics, budgets, server))
+        await processor.run(stop)

@@ -1,0 +1,1 @@
+"""The stream processor: intake, scoring within budgets and deadlines, outputs, commits."""

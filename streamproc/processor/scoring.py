@@ -1,0 +1,305 @@
+"""Scoring one event: execute each routed API Task within its budget, retry, meet the deadline.
+
+Per API Task a :class:`TaskRunner` takes a budget slot, executes once, and on a retryable error
+backs off and tries again while the policy and the event's deadline allow it. The
+:class:`EventScorer` runs the routed tasks concurrently and waits no longer than the deadline.
+When the deadline comes first, the event is decided by fallback at once; a task still waiting
+for a slot or backing off is cancelled, and one whose execute is on the wire is left to finish
+(its slot stays taken until the API Task lets go of it: releasing early would overrun the real
+budget). Its result, when it comes, is dropped and counted as late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from streamproc.config import ApiTaskSettings
+from streamproc.controlroom.values import BotValue
+from streamproc.core.deadlines import Deadline
+from streamproc.core.mapping import TaskVerdict, read_task_output
+from streamproc.core.retry import RetryPolicy, classify, next_delay
+from streamproc.errors import ControlRoomError, RetryableError, StreamprocError
+from streamproc.observability.metrics import ProcessorMetrics
+from streamproc.processor.limiter import AsyncBudget
+
+TaskState = Literal["pending", "waiting_budget", "executing", "backoff", "done", "failed"]
+FallbackReason = Literal[
+    "deadline", "over_budget", "endpoint_unavailable", "retries_exhausted", "expired_on_arrival"
+]
+
+
+class ExecuteOutcome(Protocol):
+    @property
+    def outputs(self) -> dict[str, BotValue]: ...
+
+
+class Executor(Protocol):
+    """What a runner needs from ``controlroom.ExecuteSession``."""
+
+    async def execute(
+        self,
+        bot_input: Mapping[str, BotValue],
+        *,
+        timeout_s: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> ExecuteOutcome: ...
+
+
+class RetriesExhaustedError(StreamprocError):
+    """Every attempt the policy and the deadline allowed failed with a retryable error."""
+
+    def __init__(self, last: RetryableError, attempts: int) -> None:
+        self.last = last
+        self.attempts = attempts
+        super().__init__(f"gave up after {attempts} attempt(s): {last}")
+
+
+class BudgetTimeoutError(StreamprocError):
+    """No slot of the allocation's budget came free before the deadline."""
+
+
+@dataclass(slots=True)
+class TaskProgress:
+    """What one API Task did for one event: read by the decision and the fallback reason."""
+
+    name: str
+    state: TaskState = "pending"
+    attempts: int = 0
+    latency_s: float = 0.0
+    status: int | None = None
+    verdict: TaskVerdict | None = None
+    error: Exception | None = None
+    abandoned: bool = False
+
+    def fallback_reason(self) -> FallbackReason:
+        if self.state == "waiting_budget":
+            return "over_budget"
+        if self.state == "backoff":
+            return "endpoint_unavailable"
+        return "deadline"
+
+
+@dataclass(slots=True)
+class _LatencyEstimate:
+    """An exponentially weighted mean of attempt latency, for deadline-aware retries."""
+
+    value_s: float = 0.0
+    alpha: float = 0.2
+
+    def observe(self, sample_s: float) -> None:
+        self.value_s = (
+            sample_s
+            if self.value_s == 0.0
+            else (self.alpha * sample_s + (1 - self.alpha) * self.value_s)
+        )
+
+
+@dataclass(slots=True)
+class TaskRunner:
+    """Executes one API Task for one event at a time, many events concurrently."""
+
+    settings: ApiTaskSettings
+    executor: Executor
+    budget: AsyncBudget
+    retry: RetryPolicy
+    metrics: ProcessorMetrics
+    clock: Callable[[], float] = time.time
+    rand: Callable[[], float] = random.random
+    latency: _LatencyEstimate = field(default_factory=_LatencyEstimate)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    async def run(
+        self,
+        bot_input: Mapping[str, BotValue],
+        deadline: Deadline,
+        progress: TaskProgress,
+        headers: Mapping[str, str],
+    ) -> None:
+        """Fill ``progress`` with a verdict, or raise the error that ends the attempts."""
+        timeout_s = self.settings.attempt_timeout_ms / 1000
+        while True:
+            progress.state = "waiting_budget"
+            if not await self.budget.acquire(deadline.remaining(self.clock())):
+                progress.state = "failed"
+                raise BudgetTimeoutError(f"{self.name}: no budget slot before the deadline")
+            progress.state = "executing"
+            progress.attempts += 1
+            started = time.perf_counter()
+            try:
+                result = await self.executor.execute(
+                    bot_input,
+                    timeout_s=timeout_s,
+                    headers={**headers, "X-Attempt": str(progress.attempts)},
+                )
+            except ControlRoomError as exc:
+                error = exc
+            else:
+                self._observe(progress, started, "ok", 200)
+                self._accept(progress, result)
+                return
+            finally:
+                # Exactly once per slot: success, failure, or cancellation mid-attempt.
+                self.budget.release()
+            self._observe(progress, started, type(error).__name__, error.status)
+            progress.error = error
+            if progress.abandoned:
+                progress.state = "failed"
+                return
+            delay = self._retry_delay(error, progress.attempts, deadline)
+            if delay is None:
+                progress.state = "failed"
+                if isinstance(error, RetryableError):
+                    raise RetriesExhaustedError(error, progress.attempts) from error
+                raise error
+            progress.state = "backoff"
+            await asyncio.sleep(delay)
+
+    def _retry_delay(
+        self, error: ControlRoomError, attempt: int, deadline: Deadline
+    ) -> float | None:
+        if classify(error) != "retry":
+            return None
+        return next_delay(
+            self.retry,
+            attempt,
+            retry_after_s=getattr(error, "retry_after", None),
+            remaining_s=deadline.remaining(self.clock()),
+            expected_latency_s=self.latency.value_s,
+            rand=self.rand(),
+        )
+
+    def _observe(
+        self, progress: TaskProgress, started: float, outcome: str, status: int | None
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        progress.latency_s += elapsed
+        progress.status = status
+        self.latency.observe(elapsed)
+        self.metrics.attempts.labels(self.name, outcome).inc()
+        self.metrics.execute_latency.labels(self.name).observe(elapsed)
+
+    def _accept(self, progress: TaskProgress, result: ExecuteOutcome) -> None:
+        if progress.abandoned:
+            progress.state = "done"
+            self.metrics.late_results.labels(self.name).inc()
+            return
+        # A malformed output is the API Task's permanent fault for this event.
+        progress.verdict = read_task_output(result.outputs, self.settings.mapping.outputs)
+        progress.state = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """Every routed API Task answered in time."""
+
+    progress: tuple[TaskProgress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FellBack:
+    """The deadline, the budget or the endpoint's health forced a fallback decision."""
+
+    reason: FallbackReason
+    progress: tuple[TaskProgress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A permanent error: the event goes to the dead-letter topic (stage "execute")."""
+
+    error: BaseException
+    task: str
+    progress: tuple[TaskProgress, ...]
+
+
+ScoreOutcome = Scored | FellBack | Failed
+
+
+class EventScorer:
+    """Runs the routed API Tasks of one event concurrently, bounded by its deadline."""
+
+    def __init__(self, runners: Mapping[str, TaskRunner], clock: Callable[[], float] = time.time):
+        self.runners = dict(runners)
+        self.clock = clock
+        self._late: set[asyncio.Task[None]] = set()
+
+    async def score(
+        self,
+        inputs: Mapping[str, Mapping[str, BotValue]],
+        deadline: Deadline,
+        headers: Mapping[str, str],
+    ) -> ScoreOutcome:
+        progress = {name: TaskProgress(name) for name in inputs}
+        tasks = {
+            asyncio.create_task(
+                self.runners[name].run(bot_input, deadline, progress[name], headers),
+                name=f"execute:{name}",
+            ): name
+            for name, bot_input in inputs.items()
+        }
+        try:
+            done, pending = await asyncio.wait(
+                tasks,
+                timeout=max(0.0, deadline.remaining(self.clock())),
+                return_when=asyncio.FIRST_EXCEPTION,
+            )
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        snapshot = tuple(progress.values())
+        for task in done:
+            exc = task.exception()
+            if exc is None:
+                continue
+            self._abandon(pending, progress, tasks)
+            name = tasks[task]
+            if isinstance(exc, RetriesExhaustedError):
+                return FellBack("retries_exhausted", snapshot)
+            if isinstance(exc, BudgetTimeoutError):
+                return FellBack("over_budget", snapshot)
+            return Failed(exc, name, snapshot)
+        if pending:
+            # The most telling reason among the tasks still running wins.
+            reasons = {progress[tasks[t]].fallback_reason() for t in pending}
+            self._abandon(pending, progress, tasks)
+            order: tuple[FallbackReason, ...] = ("over_budget", "endpoint_unavailable", "deadline")
+            for reason in order:
+                if reason in reasons:
+                    return FellBack(reason, snapshot)
+        return Scored(snapshot)
+
+    def _abandon(
+        self,
+        pending: set[asyncio.Task[None]],
+        progress: Mapping[str, TaskProgress],
+        tasks: Mapping[asyncio.Task[None], str],
+    ) -> None:
+        for task in pending:
+            state = progress[tasks[task]]
+            state.abandoned = True
+            if state.state == "executing":
+                # Let the execute finish so its budget slot is released when the API Task's
+                # is; keep a reference so the task is not garbage-collected mid-flight.
+                self._late.add(task)
+                task.add_done_callback(self._forget)
+            else:
+                task.cancel()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._late.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a late failure is expected, not an unhandled error
+
+    async def aclose(self) -> None:
+        """Wait for abandoned executes still on the wire (bounded by their attempt timeout)."""
+        if self._late:
+            await asyncio.wait(set(self._late))
