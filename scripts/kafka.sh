@@ -378,8 +378,8 @@ if it is a Kafka broker, or pick other ports with KAFKA_PORT=<port> (the control
 		fi
 	done
 	require_java
-	jvm_options
 	fetch_libs
+	jvm_options
 	write_config "$DATA_DIR" "$CONFIG_FILE"
 	format_storage
 	[[ -f $LOG_FILE ]] && mv -f "$LOG_FILE" "$LOG_FILE.1"
