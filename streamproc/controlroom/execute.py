@@ -20,8 +20,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import orjson
 from structlog.typing import FilteringBoundLogger
@@ -30,7 +31,15 @@ from streamproc.controlroom.allocations import AccessDetails
 from streamproc.controlroom.http_errors import error_for_status, public_url
 from streamproc.controlroom.tokens import Clock, Lease, SingleFlight
 from streamproc.controlroom.transport import ExecuteTransport, RawResponse
-from streamproc.controlroom.values import BotValue, dump_value, parse_bot_values
+from streamproc.controlroom.values import (
+    BooleanValue,
+    BotValue,
+    NumberValue,
+    StringValue,
+    dump_value,
+    parse_bot_values,
+    parse_value,
+)
 from streamproc.errors import EndpointTimeoutError, RetryableError, ServerError
 from streamproc.logs import get_logger
 
@@ -228,4 +237,47 @@ def _outputs(response: RawResponse, url: str) -> dict[str, BotValue]:
             method="POST",
             url=public_url(url),
         )
-    return parse_bot_values(result.get("botOutput"), "botOutput")
+    return parse_outputs(result.get("botOutput"))
+
+
+def parse_outputs(obj: Any) -> dict[str, BotValue]:
+    """``parse_bot_values(obj, "botOutput")``, with a fast lane for well-formed scalars.
+
+    Scores, decisions and flags are STRING/NUMBER/BOOLEAN; building those directly skips
+    the general parser's enum lookup and dispatch. Anything else, and anything the fast lane
+    does not accept outright, goes through the general parser, so results and errors are the
+    same (a property test holds the two together).
+    """
+    if type(obj) is not dict:
+        return parse_bot_values(obj, "botOutput")
+    out: dict[str, BotValue] = {}
+    for name, raw in obj.items():
+        if type(raw) is dict:
+            kind = raw.get("type", "STRING")
+            if kind == "STRING":
+                text = raw.get("string")
+                if type(text) is str:
+                    out[name] = StringValue(text)
+                    continue
+            elif kind == "NUMBER":
+                number = _decimal(raw.get("number"))
+                if number is not None:
+                    out[name] = NumberValue(number)
+                    continue
+            elif kind == "BOOLEAN":
+                flag = raw.get("boolean")
+                if flag in ("true", "false"):  # a tuple: flag may be unhashable
+                    out[name] = BooleanValue(flag == "true")
+                    continue
+        out[name] = parse_value(raw, f"botOutput.{name}")
+    return out
+
+
+def _decimal(text: Any) -> Decimal | None:
+    if type(text) is not str:
+        return None
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None

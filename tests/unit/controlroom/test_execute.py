@@ -2,17 +2,22 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streamproc.controlroom.client import ControlRoomClient
+from streamproc.controlroom.execute import parse_outputs
 from streamproc.controlroom.transport import RawResponse
-from streamproc.controlroom.values import NumberValue, StringValue
+from streamproc.controlroom.values import NumberValue, StringValue, parse_bot_values
 from streamproc.errors import (
     AccessDetailsError,
     AuthError,
+    BotValueError,
     ConfigError,
     EndpointTimeoutError,
     OverConcurrencyLimitError,
@@ -244,3 +249,36 @@ async def test_closed_session_refuses_work(client: ControlRoomClient) -> None:
         await session.execute(ZIP, timeout_s=5.0)
     with pytest.raises(RuntimeError, match="closed"):
         await session.execute(ZIP, timeout_s=5.0)
+
+
+wire_payloads = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["1", " 2.50 ", "1e3", "NaN", "-Infinity", "sNaN", "1_000", "true", "TRUE"]),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+wire_values = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["STRING", "NUMBER", "BOOLEAN", "LIST", "FILE", "BOGUS"])},
+        optional={"string": wire_payloads, "number": wire_payloads, "boolean": wire_payloads},
+    ),
+    st.fixed_dictionaries({}, optional={"string": wire_payloads}),
+    wire_payloads,
+)
+
+
+@given(st.dictionaries(st.text(max_size=5), wire_values, max_size=4))
+def test_fast_output_parser_agrees_with_the_general_one(bot_output: dict[str, Any]) -> None:
+    """Property: the hot path's output parser gives the same values, or the same error."""
+    try:
+        expected: Any = parse_bot_values(bot_output, "botOutput")
+    except BotValueError as exc:
+        expected = ("error", exc.path, exc.problem)
+    try:
+        got: Any = parse_outputs(bot_output)
+    except BotValueError as exc:
+        got = ("error", exc.path, exc.problem)
+    assert got == expected
