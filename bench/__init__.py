@@ -1,0 +1,1 @@
+"""Benchmarks: figures as ratios against bounds measured in the same run."""
