@@ -40,7 +40,13 @@ from streamproc.controlroom.values import (
     parse_bot_values,
     parse_value,
 )
-from streamproc.errors import EndpointTimeoutError, RetryableError, ServerError
+from streamproc.errors import (
+    BadOutputError,
+    BotValueError,
+    EndpointTimeoutError,
+    RetryableError,
+    ServerError,
+)
 from streamproc.logs import get_logger
 
 
@@ -119,7 +125,7 @@ class ExecuteSession:
     ) -> ExecuteResult:
         """One attempt. Raises the error tree: ``EndpointTimeoutError`` when ``timeout_s``
         passes, ``OverConcurrencyLimitError`` on 429, ``AuthError``/``PermissionDeniedError``
-        when a refreshed token is rejected too, ``BotValueError`` on a malformed output."""
+        when a refreshed token is rejected too, ``BadOutputError`` on a malformed botOutput."""
         if self._closed:
             raise RuntimeError("the execute session is closed")
         started = time.perf_counter()
@@ -237,7 +243,19 @@ def _outputs(response: RawResponse, url: str) -> dict[str, BotValue]:
             method="POST",
             url=public_url(url),
         )
-    return parse_outputs(result.get("botOutput"))
+    try:
+        return parse_outputs(result.get("botOutput"))
+    except BotValueError as exc:
+        # The same input would get the same malformed answer: permanent, like any output
+        # that breaks the task's contract.
+        variable = exc.path.split(".")[1] if exc.path.count(".") >= 1 else None
+        raise BadOutputError(
+            f"malformed botOutput: {exc}",
+            variable=variable,
+            status=response.status,
+            method="POST",
+            url=public_url(url),
+        ) from exc
 
 
 def parse_outputs(obj: Any) -> dict[str, BotValue]:

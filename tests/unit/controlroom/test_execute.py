@@ -17,6 +17,7 @@ from streamproc.controlroom.values import NumberValue, StringValue, parse_bot_va
 from streamproc.errors import (
     AccessDetailsError,
     AuthError,
+    BadOutputError,
     BotValueError,
     ConfigError,
     EndpointTimeoutError,
@@ -282,3 +283,18 @@ def test_fast_output_parser_agrees_with_the_general_one(bot_output: dict[str, An
     except BotValueError as exc:
         got = ("error", exc.path, exc.problem)
     assert got == expected
+
+
+async def test_malformed_bot_output_is_a_permanent_bad_output_error(
+    client: ControlRoomClient,
+) -> None:
+    """A 200 whose botOutput holds a malformed value raises BadOutputError naming the variable."""
+    transport = FakeExecuteTransport(
+        lambda _s: output_response({"oNumScore": {"type": "NUMBER", "number": "high"}})
+    )
+    session = client.execution_session(PATH, transport)
+    with pytest.raises(BadOutputError) as caught:
+        await session.execute(ZIP, timeout_s=5.0)
+    assert caught.value.variable == "oNumScore"
+    assert not caught.value.retryable
+    assert isinstance(caught.value.__cause__, BotValueError)
