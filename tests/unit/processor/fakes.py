@@ -1,0 +1,649 @@
+"""Test doubles for the processor runtime: no broker, no Control Room, no real waiting.
+
+- :class:`FakeClock`: wall-clock seconds that move only when a test says so (deadlines).
+- :class:`FakeExecutor`: scripted execute results per call or per event id: outputs, raised
+  errors, or a :class:`Hold` that blocks the call on an ``asyncio.Event`` until released.
+- :class:`FakeSink`: acknowledges at once, holds an acknowledgement until released, or fails
+  with :class:`~streamproc.errors.KafkaDeliveryError` (or anything else).
+- :class:`FakeSource`: the engine's ``Source``: records are fed in, polls hand them out
+  (skipping paused partitions), commits/pauses/resumes are recorded, and assign/revoke/lost
+  call the processor's ``on_assigned/on_revoked/on_lost`` from a separate thread, as
+  librdkafka does from the consumer thread. ``close`` does the final revoke, as a real
+  consumer leaving the group does.
+- :class:`Harness`: a whole :class:`~streamproc.processor.engine.Processor` wired to these.
+
+Every double appends to a shared :class:`Timeline` so a test can check what happened before
+what (an execute started only after an earlier event's output was acknowledged, say).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from streamproc.config import ApiTaskSettings, KafkaSettings, ProcessingSettings, Settings
+from streamproc.controlroom.values import BotValue, ListValue, NumberValue, StringValue
+from streamproc.core.decisions import rfc3339_utc
+from streamproc.core.ordering import OrderingMode
+from streamproc.core.retry import RetryPolicy
+from streamproc.core.routing import RoutingSpec
+from streamproc.errors import KafkaDeliveryError
+from streamproc.kafka.records import ConsumedRecord, OutputRecord, TopicPartition
+from streamproc.observability.metrics import ProcessorMetrics
+from streamproc.processor.engine import Processor
+from streamproc.processor.limiter import AsyncBudget
+from streamproc.processor.outcomes import Decider
+from streamproc.processor.scoring import EventScorer, TaskRunner
+
+T0 = 1_700_000_000.0
+INPUT = "transactions"
+DECISIONS = "decisions"
+DLQ = "transactions.dlq"
+TP0 = TopicPartition(INPUT, 0)
+TP1 = TopicPartition(INPUT, 1)
+TP2 = TopicPartition(INPUT, 2)
+
+Outputs = dict[str, BotValue]
+
+
+# -- time and waiting -------------------------------------------------------------------------
+
+
+class FakeClock:
+    """Wall-clock seconds that move only when a test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def eventually(
+    condition: Callable[[], bool], what: str = "condition", timeout_s: float = 3.0
+) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > give_up:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.001)
+
+
+async def settle(rounds: int = 50) -> None:
+    """Let every ready task run a few steps: for asserting that something did *not* happen."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+# -- values -------------------------------------------------------------------------------------
+
+
+def verdict(decision: str = "APPROVE", score: str = "12", *reasons: str) -> Outputs:
+    """A botOutput the default fraud mapping reads as a verdict."""
+    return {
+        "oNumScore": NumberValue(Decimal(score)),
+        "oStrDecision": StringValue(decision),
+        "oLstReasons": ListValue(tuple(StringValue(r) for r in reasons)),
+    }
+
+
+def event_value(
+    event_id: str, *, occurred_at: float = T0, amount: str = "10.00", **fields: Any
+) -> bytes:
+    """A valid card-transaction event as a record value (the amount as an exact JSON number)."""
+    body = orjson.dumps(
+        {"event_id": event_id, "occurred_at": rfc3339_utc(occurred_at), **fields}
+    ).decode()
+    return f'{body[:-1]}, "amount": {amount}}}'.encode()
+
+
+def record(
+    offset: int,
+    *,
+    key: str | None = "card-A",
+    partition: int = 0,
+    event_id: str | None = None,
+    value: bytes | None = None,
+    headers: list[tuple[str, bytes | None]] | None = None,
+    **fields: Any,
+) -> ConsumedRecord:
+    """An input record; its event id is ``p<partition>-<offset>`` unless given."""
+    eid = event_id or f"p{partition}-{offset}"
+    return ConsumedRecord(
+        topic=INPUT,
+        partition=partition,
+        offset=offset,
+        key=key.encode() if key is not None else None,
+        value=value if value is not None else event_value(eid, **fields),
+        headers=headers if headers is not None else [("x-test-id", eid.encode())],
+    )
+
+
+def source_of(out: OutputRecord) -> tuple[int, int]:
+    """(partition, offset) of the input record an output answers."""
+    if out.topic == DLQ:
+        headers = dict(out.headers)
+        partition = headers["streamproc.error.source.partition"]
+        offset = headers["streamproc.error.source.offset"]
+        assert partition is not None
+        assert offset is not None
+        return int(partition), int(offset)
+    src = orjson.loads(out.value)["source"]
+    return int(src["partition"]), int(src["offset"])
+
+
+def header(out: OutputRecord, name: str) -> str | None:
+    """The last value of header ``name``, decoded (readers take the last one, as Kafka's do)."""
+    found = [v for k, v in out.headers if k == name]
+    return found[-1].decode() if found and found[-1] is not None else None
+
+
+def make_settings(
+    *,
+    tasks: Sequence[str] = ("fraud",),
+    ordering: OrderingMode = "key",
+    max_in_flight: int = 100,
+    sla_ms: int = 60_000,
+    min_useful_ms: int = 0,
+    drain_timeout_s: float = 2.0,
+    commit_interval_ms: int = 50,
+    retry: RetryPolicy | None = None,
+    task_overrides: Mapping[str, Any] | None = None,
+    **processing: Any,
+) -> Settings:
+    """Settings for unit tests: long SLA (deadlines never fire unless a test moves them)."""
+    return Settings(
+        kafka=KafkaSettings(
+            input_topic=INPUT,
+            decisions_topic=DECISIONS,
+            dead_letter_topic=DLQ,
+            commit_interval_ms=commit_interval_ms,
+        ),
+        api_tasks=tuple(
+            ApiTaskSettings(
+                name=name,
+                repository_path=f"Automation Anywhere\\Bots\\{name}",
+                **(task_overrides or {}),
+            )
+            for name in tasks
+        ),
+        routing=RoutingSpec(default_tasks=tuple(tasks)),
+        processing=ProcessingSettings(
+            ordering=ordering,
+            max_in_flight=max_in_flight,
+            decision_sla_ms=sla_ms,
+            min_useful_ms=min_useful_ms,
+            drain_timeout_s=drain_timeout_s,
+            retry=retry or RetryPolicy(max_attempts=3, base_delay_ms=0, max_delay_ms=0),
+            **processing,
+        ),
+    )
+
+
+# -- the timeline -------------------------------------------------------------------------------
+
+
+@dataclass
+class Timeline:
+    """What happened, in order: ("execute", event_id), ("ack", (partition, offset)), ..."""
+
+    entries: list[tuple[str, Any]] = field(default_factory=list)
+
+    def add(self, kind: str, what: Any) -> None:
+        self.entries.append((kind, what))
+
+    def index(self, kind: str, what: Any) -> int:
+        return self.entries.index((kind, what))
+
+    def of(self, kind: str) -> list[Any]:
+        return [what for k, what in self.entries if k == kind]
+
+
+# -- the executor -------------------------------------------------------------------------------
+
+
+class Hold:
+    """Blocks an execute (or an acknowledgement) until :meth:`release`; then answers ``then``
+    (an APPROVE verdict when not given)."""
+
+    def __init__(self, then: Step | None = None) -> None:
+        self.then = then
+        self.entered = asyncio.Event()
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
+    def released(self) -> bool:
+        return self._released.is_set()
+
+    async def wait(self) -> None:
+        self.entered.set()
+        await self._released.wait()
+
+
+class Advance:
+    """Moves the fake clock by ``seconds`` (the call's latency in event time), then ``then``."""
+
+    def __init__(self, clock: FakeClock, seconds: float, then: Step | None = None) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self.then = then
+
+
+Step = Outputs | BaseException | Hold | Advance
+
+
+@dataclass(frozen=True)
+class Call:
+    event_id: str | None
+    attempt: int
+    headers: Mapping[str, str]
+    timeout_s: float
+    bot_input: Mapping[str, BotValue]
+    at: float  # loop time, for measuring backoff
+
+
+@dataclass(frozen=True)
+class Result:
+    outputs: dict[str, BotValue]
+
+
+class FakeExecutor:
+    """An execute endpoint whose answers the test scripts.
+
+    Steps are taken from the per-event script (``script(..., event_id=...)``) first, then from
+    the shared script, then ``default``. A step is outputs, an exception to raise, a
+    :class:`Hold`, or an :class:`Advance`; the last two wrap another step.
+    """
+
+    def __init__(self, default: Step | None = None, *, timeline: Timeline | None = None) -> None:
+        self.default: Step = default if default is not None else verdict()
+        self.timeline = timeline or Timeline()
+        self.calls: list[Call] = []
+        self.running = 0
+        self.max_running = 0
+        self.returned = 0
+        self.cancelled = 0
+        self._script: deque[Step] = deque()
+        self._by_event: dict[str, deque[Step]] = defaultdict(deque)
+        self._holds: dict[str, Hold] = {}
+
+    def script(self, *steps: Step, event_id: str | None = None) -> None:
+        (self._by_event[event_id] if event_id else self._script).extend(steps)
+
+    def hold(self, event_id: str, then: Step | None = None) -> Hold:
+        """Hold every attempt for ``event_id`` until released (then answer ``then``)."""
+        held = Hold(then)
+        self.script(held, event_id=event_id)
+        self._holds[event_id] = held
+        return held
+
+    def called(self, event_id: str) -> bool:
+        return any(c.event_id == event_id for c in self.calls)
+
+    def event_ids(self) -> list[str | None]:
+        return [c.event_id for c in self.calls]
+
+    def _next(self, event_id: str | None) -> Step:
+        queue = self._by_event.get(event_id) if event_id else None
+        if queue:
+            return queue.popleft()
+        if self._script:
+            return self._script.popleft()
+        return self.default
+
+    async def execute(
+        self,
+        bot_input: Mapping[str, BotValue],
+        *,
+        timeout_s: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> Result:
+        eid_value = bot_input.get("iStrEventId")
+        event_id = eid_value.value if isinstance(eid_value, StringValue) else None
+        hdrs = dict(headers or {})
+        self.calls.append(
+            Call(
+                event_id,
+                int(hdrs.get("X-Attempt", "0")),
+                hdrs,
+                timeout_s,
+                dict(bot_input),
+                asyncio.get_running_loop().time(),
+            )
+        )
+        self.timeline.add("execute", event_id)
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        step = self._next(event_id)
+        try:
+            while isinstance(step, Hold | Advance):
+                if isinstance(step, Hold):
+                    await step.wait()
+                else:
+                    step.clock.advance(step.seconds)
+                step = step.then if step.then is not None else verdict()
+            if isinstance(step, BaseException):
+                raise step
+            self.returned += 1
+            return Result(dict(step))
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.running -= 1
+
+
+# -- the sink -------------------------------------------------------------------------------------
+
+
+Match = Callable[[OutputRecord], bool]
+
+
+def answering(partition: int, offset: int) -> Match:
+    """Matches the output of the input record at (partition, offset)."""
+    return lambda out: source_of(out) == (partition, offset)
+
+
+class FakeSink:
+    """The producer: acknowledges at once unless told to hold or fail a matching record."""
+
+    def __init__(self, *, timeline: Timeline | None = None) -> None:
+        self.timeline = timeline or Timeline()
+        self.attempted: list[OutputRecord] = []
+        self.sent: list[OutputRecord] = []  # acknowledged, in acknowledgement order
+        self._holds: list[tuple[Match, Hold]] = []
+        self._failures: list[tuple[Match, BaseException]] = []
+
+    def hold(self, match: Match) -> Hold:
+        held = Hold()
+        self._holds.append((match, held))
+        return held
+
+    def fail(self, match: Match, error: BaseException | None = None) -> None:
+        self._failures.append(
+            (match, error or KafkaDeliveryError("Local: Message timed out", topic=DECISIONS))
+        )
+
+    async def send(self, record: OutputRecord) -> None:
+        self.attempted.append(record)
+        for match, held in self._holds:
+            if match(record) and not held.released:
+                await held.wait()
+        for match, error in self._failures:
+            if match(record):
+                raise error
+        self.sent.append(record)
+        self.timeline.add("ack", source_of(record))
+
+    def by_source(self) -> dict[tuple[int, int], list[OutputRecord]]:
+        found: dict[tuple[int, int], list[OutputRecord]] = defaultdict(list)
+        for out in self.sent:
+            found[source_of(out)].append(out)
+        return dict(found)
+
+    def answered(self, partition: int, offset: int) -> bool:
+        return any(source_of(out) == (partition, offset) for out in self.sent)
+
+
+# -- the source ----------------------------------------------------------------------------------
+
+
+class FakeSource:
+    """The engine's ``Source``, with rebalance callbacks on a thread of their own."""
+
+    def __init__(self, listener: Processor, assignment: Iterable[TopicPartition] = (TP0,)) -> None:
+        self.listener = listener
+        self.initial = list(assignment)
+        self.assigned: list[TopicPartition] = []
+        self.pending: list[ConsumedRecord] = []
+        self.paused: set[TopicPartition] = set()
+        self.pauses: list[list[TopicPartition]] = []
+        self.resumes: list[list[TopicPartition]] = []
+        self.commits: list[dict[TopicPartition, int]] = []  # every successful commit, in order
+        self.commit_results: deque[bool] = deque()  # scripted results; True once exhausted
+        self.revoke_results: list[dict[TopicPartition, int]] = []
+        self.callback_threads: set[int] = set()
+        self.polls = 0
+        self.started = False
+        self.closed = False
+        self._fed = asyncio.Event()
+
+    # -- what tests call
+
+    def feed(self, *records: ConsumedRecord) -> None:
+        """Make ``records`` available to the next polls, in this order."""
+        self.pending.extend(records)
+        self._fed.set()
+
+    def wake(self) -> None:
+        """End a poll that is waiting for records (e.g. so a stop is noticed at once)."""
+        self._fed.set()
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        """The last position committed for ``tp`` (by the commit loop or a revoke)."""
+        positions = [c[tp] for c in self.commits if tp in c]
+        return positions[-1] if positions else None
+
+    def highest_commit(self, tp: TopicPartition) -> int | None:
+        positions = [c[tp] for c in self.commits if tp in c]
+        return max(positions) if positions else None
+
+    async def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        await asyncio.to_thread(self._callback, self.listener.on_assigned, partitions)
+        self.assigned.extend(partitions)
+
+    async def revoke(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The rebalance callback: blocks (on its thread) until the processor has drained."""
+        positions = dict(
+            await asyncio.to_thread(self._callback, self.listener.on_revoked, partitions)
+        )
+        self.revoke_results.append(positions)
+        if positions:
+            self.commits.append(positions)  # a real source commits them synchronously
+        self.assigned = [tp for tp in self.assigned if tp not in partitions]
+        self.paused.difference_update(partitions)
+        return positions
+
+    async def lose(self, partitions: Sequence[TopicPartition]) -> None:
+        await asyncio.to_thread(self._callback, self.listener.on_lost, partitions)
+        self.assigned = [tp for tp in self.assigned if tp not in partitions]
+        self.paused.difference_update(partitions)
+
+    def _callback(self, fn: Callable[[Sequence[TopicPartition]], Any], tps: Any) -> Any:
+        self.callback_threads.add(threading.get_ident())
+        return fn(list(tps))
+
+    # -- the Source protocol
+
+    async def start(self) -> None:
+        self.started = True
+        if self.initial:
+            await self.assign(self.initial)
+
+    async def poll(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
+        self.polls += 1
+        if not self._available():
+            self._fed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fed.wait(), timeout_s)
+        batch: list[ConsumedRecord] = []
+        rest: list[ConsumedRecord] = []
+        for rec in self.pending:
+            if len(batch) < max_records and rec.tp not in self.paused:
+                batch.append(rec)
+            else:
+                rest.append(rec)
+        self.pending = rest
+        return batch
+
+    def _available(self) -> bool:
+        return any(rec.tp not in self.paused for rec in self.pending)
+
+    async def commit(self, positions: Mapping[TopicPartition, int]) -> bool:
+        ok = self.commit_results.popleft() if self.commit_results else True
+        if ok:
+            self.commits.append(dict(positions))
+        return ok
+
+    async def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        self.pauses.append(list(partitions))
+        self.paused.update(partitions)
+
+    async def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        self.resumes.append(list(partitions))
+        self.paused.difference_update(partitions)
+        self._fed.set()
+
+    async def close(self) -> None:
+        """Leave the group: the final revoke commits what the processor says is safe."""
+        if self.assigned:
+            await self.revoke(list(self.assigned))
+        self.closed = True
+
+
+# -- the whole processor ---------------------------------------------------------------------------
+
+
+@dataclass
+class Harness:
+    """A processor wired to fakes; ``start()`` runs it, ``stop()`` drains it."""
+
+    settings: Settings
+    clock: FakeClock
+    timeline: Timeline
+    metrics: ProcessorMetrics
+    executors: dict[str, FakeExecutor]
+    budgets: dict[str, AsyncBudget]
+    scorer: EventScorer
+    decider: Decider
+    sink: FakeSink
+    processor: Processor
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def source(self) -> FakeSource:
+        assert isinstance(self.processor.source, FakeSource)
+        return self.processor.source
+
+    @property
+    def executor(self) -> FakeExecutor:
+        return next(iter(self.executors.values()))
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.processor.run(self.stop_event), name="processor")
+        started = asyncio.create_task(self.processor.started.wait())
+        done, _ = await asyncio.wait({started, self.task}, timeout=3, return_when="FIRST_COMPLETED")
+        if started not in done:
+            started.cancel()
+            if self.task in done:
+                self.task.result()  # raises what stopped it
+            raise AssertionError("the processor did not start")
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        self.source.wake()
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop, wait for the drain, and re-raise whatever ``run()`` raised."""
+        self.request_stop()
+        assert self.task is not None
+        await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
+
+    async def outputs(self, count: int, what: str = "outputs") -> list[OutputRecord]:
+        await eventually(lambda: len(self.sink.sent) >= count, f"{count} {what}")
+        return self.sink.sent
+
+    async def aclose(self) -> None:
+        """Teardown: stop if still running, then wait for abandoned executes."""
+        if self.task is not None and not self.task.done():
+            self.request_stop()
+            for held in self._holds():
+                held.release()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self.task, 5)
+        await self.scorer.aclose()
+
+    def _holds(self) -> list[Hold]:
+        found = [held for ex in self.executors.values() for held in ex._holds.values()]
+        return found + [held for _, held in self.sink._holds]
+
+
+DeciderFactory = Callable[[Settings, EventScorer, ProcessorMetrics, FakeClock], Decider]
+
+
+def build(
+    settings: Settings | None = None,
+    *,
+    assignment: Iterable[TopicPartition] = (TP0,),
+    executors: Mapping[str, FakeExecutor] | None = None,
+    limits: Mapping[str, int] | None = None,
+    decider_factory: DeciderFactory | None = None,
+    clock: FakeClock | None = None,
+) -> Harness:
+    """A processor with fake source, sink and executors; one executor per API Task."""
+    settings = settings or make_settings()
+    clock = clock or FakeClock()
+    timeline = Timeline()
+    metrics = ProcessorMetrics()
+    executors = dict(executors or {})
+    for task in settings.api_tasks:
+        executors.setdefault(task.name, FakeExecutor(timeline=timeline))
+        executors[task.name].timeline = timeline
+    budgets = {
+        t.name: AsyncBudget(t.name, (limits or {}).get(t.name, 1_000)) for t in settings.api_tasks
+    }
+    runners = {
+        t.name: TaskRunner(
+            t,
+            executors[t.name],
+            budgets[t.name],
+            settings.processing.retry,
+            metrics,
+            clock=clock,
+            rand=lambda: 0.0,
+        )
+        for t in settings.api_tasks
+    }
+    scorer = EventScorer(runners, clock=clock)
+    make_decider = decider_factory or (lambda s, sc, m, c: Decider(s, sc, m, clock=c))
+    decider = make_decider(settings, scorer, metrics, clock)
+    sink = FakeSink(timeline=timeline)
+    tps = list(assignment)
+    processor = Processor(
+        settings,
+        lambda p: FakeSource(p, tps),
+        sink,
+        decider,
+        metrics,
+        clock=clock,
+    )
+    return Harness(
+        settings, clock, timeline, metrics, executors, budgets, scorer, decider, sink, processor
+    )
+
+
+def sample(metrics: ProcessorMetrics, name: str, **labels: str) -> float:
+    """The current value of a sample (0.0 when it was never set)."""
+    value = metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else value
+
+
+async def gather_bounded(*aws: Awaitable[Any], timeout_s: float = 3.0) -> list[Any]:
+    return list(await asyncio.wait_for(asyncio.gather(*aws), timeout_s))
