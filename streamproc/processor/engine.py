@@ -156,6 +156,11 @@ class Processor:
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this member owns now."""
+        return list(self._partitions)
+
     # -- intake -------------------------------------------------------------------------------
 
     def _admit(self, record: ConsumedRecord) -> None:
