@@ -29,7 +29,7 @@ from streamproc.config import Settings
 from streamproc.core.events import TransactionEvent, decode_event
 from streamproc.core.offsets import PartitionOffsets
 from streamproc.core.ordering import OrderingGate
-from streamproc.errors import BadInputError, KafkaDeliveryError
+from streamproc.errors import BadInputError
 from streamproc.kafka.records import ConsumedRecord, OutputRecord, TopicPartition
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
@@ -101,6 +101,7 @@ class Processor:
         self._in_flight = 0
         self._paused = False
         self._resuming: asyncio.Task[None] | None = None
+        self._stopping = False
         self._fatal: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = asyncio.Event()
@@ -131,10 +132,13 @@ class Processor:
                 await self._pause()
             records = await self.source.poll(max(1, min(batch, room)), _POLL_TIMEOUT_S)
             self.last_poll_monotonic = time.monotonic()
+            if self._fatal is not None:
+                break  # not admitted, so not committed: a restart reads them again
             for record in records:
                 self._admit(record)
 
     async def _shutdown(self, committer: asyncio.Task[None]) -> None:
+        self._stopping = True  # intake is over: nothing may resume partitions any more
         drained = await self._wait_idle(list(self._partitions), self._proc.drain_timeout_s)
         if not drained:
             log.warning("drain_timeout", in_flight=self._in_flight)
@@ -204,11 +208,17 @@ class Processor:
     async def _publish(self, ev: _Event, outcome: Outcome) -> None:
         try:
             await self.sink.send(outcome.record)
-        except KafkaDeliveryError as exc:
+        except Exception as exc:
             # Without an acknowledged output the offset must not be committed, and nothing
-            # after it can be either: stop, and let a restart resume from the commit.
-            log.error("output_not_acknowledged", error=str(exc))
-            self._fatal = exc
+            # after it can be either: stop, and let a restart resume from the commit. A sink
+            # that raised something other than KafkaDeliveryError (a produce() that failed)
+            # is no different: swallowing it would leave the partition stuck, uncommitted.
+            log.error("output_not_acknowledged", error=str(exc), error_class=type(exc).__name__)
+            if self._fatal is None:
+                self._fatal = exc
+            part = self._partitions.get(ev.record.tp)
+            if part is not None:
+                part.idle.set()  # it can never drain now: a stop or revoke must not wait for it
             return
         self.decider.acknowledged(outcome, self.clock())
         self._complete(ev)
@@ -227,8 +237,7 @@ class Processor:
                 self._start(part.events[offset])
         if not part.events:
             part.idle.set()
-        if self._paused and self._in_flight <= self._proc.max_in_flight // 2:
-            self._schedule_resume()
+        self._maybe_resume()
 
     # -- backpressure -------------------------------------------------------------------------
 
@@ -237,6 +246,10 @@ class Processor:
         self.metrics.paused.set(1)
         await self.source.pause(list(self._partitions))
         log.info("intake_paused", in_flight=self._in_flight)
+
+    def _maybe_resume(self) -> None:
+        if self._paused and not self._stopping and self._in_flight <= self._proc.max_in_flight // 2:
+            self._schedule_resume()
 
     def _schedule_resume(self) -> None:
         if self._resuming is None or self._resuming.done():
@@ -347,6 +360,9 @@ class Processor:
             if ev.task is not None:
                 ev.task.cancel()
         self.metrics.in_flight_events.set(self._in_flight)
+        # Events that leave with the partition never complete: without this, losing the
+        # partitions that held the in-flight work would leave the others paused for good.
+        self._maybe_resume()
         if part.committed is not None:
             self.metrics.commit_lag.remove(tp.topic, str(tp.partition))
 

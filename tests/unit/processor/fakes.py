@@ -145,6 +145,13 @@ def source_of(out: OutputRecord) -> tuple[int, int]:
     return int(src["partition"]), int(src["offset"])
 
 
+def dead_letter_stages(outputs: Iterable[OutputRecord]) -> dict[tuple[int, int], str | None]:
+    """The stage of every dead letter in ``outputs``, by (partition, offset) of its input."""
+    return {
+        source_of(out): header(out, "streamproc.error.stage") for out in outputs if out.topic == DLQ
+    }
+
+
 def header(out: OutputRecord, name: str) -> str | None:
     """The last value of header ``name``, decoded (readers take the last one, as Kafka's do)."""
     found = [v for k, v in out.headers if k == name]
@@ -555,6 +562,12 @@ class Harness:
             if self.task in done:
                 self.task.result()  # raises what stopped it
             raise AssertionError("the processor did not start")
+
+    @property
+    def running(self) -> asyncio.Task[None]:
+        """The task of ``run()``; exists once started."""
+        assert self.task is not None, "start() the harness first"
+        return self.task
 
     def request_stop(self) -> None:
         self.stop_event.set()
