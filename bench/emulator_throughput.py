@@ -1,6 +1,6 @@
 """Executes per second the emulator sustains on one core, against the 3,000/s bound.
 
-    python -m bench.emulator_throughput [--seconds 4] [--rounds 3] [--concurrency 64]
+    python -m bench.emulator_throughput [--seconds 4] [--rounds 3] [--concurrency 128]
 
 Starts the emulator as a subprocess pinned to core 0 (``taskset -c 0``) with no simulated
 latency and no access log, pins this process to the other cores, creates a Fraud Score API
@@ -219,6 +219,7 @@ def report(windows: list[Window], stats: Any, pinned: bool, concurrency: int) ->
             f"round={i} executes_per_s={w.rate:.0f} "
             f"emulator_cpu_util={w.emulator_cpu / w.seconds:.2f} "
             f"emulator_cpu_us_per_execute={w.emulator_cpu / per * 1e6:.0f} "
+            f"executes_per_emulator_cpu_s={w.executes / max(w.emulator_cpu, 1e-9):.0f} "
             f"client_cpu_us_per_execute={w.client_cpu / per * 1e6:.0f} non_200={w.other or 0}"
         )
     print(
@@ -239,7 +240,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="one measured window (4)")
     parser.add_argument("--rounds", type=int, default=3, help="measured windows (3)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured warm-up (1)")
-    parser.add_argument("--concurrency", type=int, default=64, help="clients = allocation limit")
+    parser.add_argument(
+        "--concurrency", type=int, default=128, help="clients = allocation limit (128)"
+    )
     args = parser.parse_args()
 
     port = free_port()
