@@ -13,6 +13,7 @@ concurrency budget) drives every layer that depends on it.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -23,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,6 +42,20 @@ from streamproc.core.routing import RoutingSpec, check_routing
 from streamproc.errors import ConfigError
 
 ENV_PREFIX = "STREAMPROC_"
+# librdkafka properties that hold secrets (sasl.password, ssl.key.password, ssl.key.pem,
+# sasl.oauthbearer.client.secret, ...): describe() masks them in the override tables.
+_SECRET_PROPERTY = re.compile(
+    r"pass(word)?|secret|token|api[._-]?key|credential|\.pem$|oauthbearer\.config", re.I
+)
+_MASKED = "**********"  # what pydantic shows for a SecretStr
+# What at-least-once rests on (commit acknowledged work only; durable, ordered outputs), with
+# librdkafka's aliases: an override table must not undo it.
+_MANAGED_PROPERTIES = {
+    "consumer_overrides": frozenset(
+        {"enable.auto.commit", "auto.commit.enable", "enable.auto.offset.store"}
+    ),
+    "producer_overrides": frozenset({"enable.idempotence", "acks", "request.required.acks"}),
+}
 FRAUD_SCORE_PATH = "Automation Anywhere\\Bots\\Fraud Score API Task"
 
 
@@ -67,6 +83,17 @@ class KafkaSettings(_Section):
     # Passed to librdkafka unchanged, for settings this model does not name.
     consumer_overrides: dict[str, str] = Field(default_factory=dict)
     producer_overrides: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("consumer_overrides", "producer_overrides")
+    @classmethod
+    def _not_managed(cls, overrides: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        managed = sorted(set(overrides) & _MANAGED_PROPERTIES[str(info.field_name)])
+        if managed:
+            raise ValueError(
+                f"{', '.join(managed)} cannot be overridden: streamproc commits only "
+                "acknowledged work, produced by an idempotent producer with acks=all"
+            )
+        return overrides
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> Self:
@@ -274,6 +301,11 @@ def _config_error(exc: ValidationError) -> ConfigError:
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "unknown key (check the spelling against config/local.toml)"
+    elif not first["loc"]:
+        # The cross-section checks of Settings name their section first ("routing: ...").
+        section, sep, rest = message.removeprefix("Value error, ").partition(": ")
+        if sep and section in Settings.model_fields:
+            key, message = section, rest
     more = len(exc.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
@@ -282,4 +314,12 @@ def _config_error(exc: ValidationError) -> ConfigError:
 
 def describe(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain data, secrets masked: safe to log at start."""
-    return settings.model_dump(mode="json", exclude_none=True)
+    data = settings.model_dump(mode="json", exclude_none=True)
+    kafka = data["kafka"]
+    for table in ("consumer_overrides", "producer_overrides"):
+        # Plain strings passed to librdkafka: mask those whose property names a secret.
+        kafka[table] = {
+            name: _MASKED if _SECRET_PROPERTY.search(name) else value
+            for name, value in kafka[table].items()
+        }
+    return data
