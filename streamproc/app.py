@@ -23,12 +23,13 @@ from streamproc.controlroom.credentials import (
 from streamproc.controlroom.transport import make_execute_transport
 from streamproc.core.budgets import resolve_limit
 from streamproc.errors import AccessDetailsError, ConfigError, ControlRoomError
-from streamproc.kafka.admin import missing_topics
+from streamproc.kafka.admin import describe_partitions, missing_topics
 from streamproc.kafka.consumer import KafkaSource
 from streamproc.kafka.producer import KafkaSink
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.observability.server import HealthProbe, ObservabilityServer, build_app
+from streamproc.processor.budget_share import BudgetSplitter
 from streamproc.processor.engine import Processor
 from streamproc.processor.limiter import AsyncBudget
 from streamproc.processor.outcomes import Decider
@@ -167,12 +168,27 @@ async def run_processor(
         sink.start()
         stack.push_async_callback(sink.close)
         decider = Decider(settings, scorer, metrics)
+
+        async def input_partitions() -> int:
+            return await asyncio.to_thread(
+                describe_partitions,
+                kafka.bootstrap_servers,
+                kafka.input_topic,
+                client_config=kafka.common_config(),
+            )
+
+        splitter = (
+            BudgetSplitter(budgets, limits, input_partitions, metrics)
+            if settings.processing.budget_split == "by_assignment"
+            else None
+        )
         processor = Processor(
             settings,
             lambda p: KafkaSource(kafka.consumer_config(), [kafka.input_topic], p),
             sink,
             decider,
             metrics,
+            on_assignment=splitter,
         )
         server = None
         obs = settings.observability

@@ -208,6 +208,10 @@ class ProcessingSettings(_Section):
     min_useful_ms: int = Field(20, ge=0)
     clock_skew_tolerance_ms: int = Field(5_000, ge=0)
     drain_timeout_s: float = Field(10.0, gt=0)
+    # "by_assignment": replicas of one group split each allocation budget by the share of
+    # input partitions they own, so together they stay within it. "none": every replica
+    # uses the whole budget (only right when each replica has an allocation of its own).
+    budget_split: Literal["by_assignment", "none"] = "by_assignment"
     retry: RetryPolicy = RetryPolicy()
     fallback: FallbackPolicy = FallbackPolicy()
 

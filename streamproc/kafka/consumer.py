@@ -75,6 +75,8 @@ class KafkaSource:
 
     def _on_assign(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
+        if not tps:
+            return  # cooperative rebalances report "no change" as an empty assignment
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in tps])
         self._listener.on_assigned(tps)
         # Newly assigned partitions start unpaused; keep backpressure consistent.
@@ -84,6 +86,8 @@ class KafkaSource:
 
     def _on_revoke(self, _consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
+        if not tps:
+            return
         log.info("partitions_revoked", partitions=[f"{t}[{p}]" for t, p in tps])
         positions = self._listener.on_revoked(tps)
         self._commit_now(positions)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -86,9 +86,11 @@ class Processor:
         decider: Decider,
         metrics: ProcessorMetrics,
         *,
+        on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self._on_assignment = on_assignment
         self.sink = sink
         self.decider = decider
         self.metrics = metrics
@@ -327,6 +329,14 @@ class Processor:
     async def _assign(self, partitions: Sequence[TopicPartition]) -> None:
         for tp in partitions:
             self._partitions[tp] = _Partition()
+        await self._assignment_changed()
+
+    async def _assignment_changed(self) -> None:
+        if self._on_assignment is not None:
+            try:
+                await self._on_assignment(list(self._partitions))
+            except Exception:  # a failed re-split keeps the previous shares; not fatal
+                log.exception("assignment_listener_failed")
 
     async def _revoke(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         owned = [tp for tp in partitions if tp in self._partitions]
@@ -344,6 +354,7 @@ class Processor:
         positions = self._positions(owned)
         for tp in owned:
             self._forget(tp)
+        await self._assignment_changed()
         return positions
 
     async def _lose(self, partitions: Sequence[TopicPartition]) -> None:
@@ -352,6 +363,7 @@ class Processor:
             if tp in self._partitions:
                 self._gate.drop_partition(tp)
                 self._forget(tp)
+        await self._assignment_changed()
 
     def _forget(self, tp: TopicPartition) -> None:
         part = self._partitions.pop(tp)

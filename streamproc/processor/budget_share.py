@@ -1,0 +1,56 @@
+"""One allocation budget shared by every consumer replica, without a coordinator.
+
+The API Task's concurrencyLimit is per allocation, not per process: two replicas that each
+used the whole budget would together run twice the limit, and the real-time endpoint answers
+the excess with errors instead of queueing it. So each replica takes the share of every budget
+proportional to the input partitions it owns (``core.budgets.replica_share``: the floor of
+``limit * owned / total``, at least 1) and recomputes it after every rebalance. Cooperative
+rebalancing revokes before it assigns, so shares shrink before others grow. The cost: a replica
+whose partitions carry more traffic than their share waits while another idles; with a single
+replica nothing changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from streamproc.core.budgets import replica_share
+from streamproc.kafka.records import TopicPartition
+from streamproc.logs import get_logger
+from streamproc.observability.metrics import ProcessorMetrics
+from streamproc.processor.limiter import AsyncBudget
+
+log = get_logger("processor.budget_share")
+
+
+class BudgetSplitter:
+    """Called with the new assignment after each rebalance; sets every budget's share."""
+
+    def __init__(
+        self,
+        budgets: Mapping[str, AsyncBudget],
+        limits: Mapping[str, int],
+        total_partitions: Callable[[], Awaitable[int]],
+        metrics: ProcessorMetrics,
+    ) -> None:
+        self._budgets = budgets
+        self._limits = limits
+        self._total = total_partitions
+        self._metrics = metrics
+
+    async def __call__(self, assignment: Sequence[TopicPartition]) -> None:
+        total = await self._total()
+        owned = min(len(assignment), total)
+        for name, budget in self._budgets.items():
+            share = replica_share(self._limits[name], owned, total)
+            if share != budget.limit:
+                log.info(
+                    "budget_share",
+                    task=name,
+                    limit=self._limits[name],
+                    share=share,
+                    owned_partitions=owned,
+                    total_partitions=total,
+                )
+                budget.set_limit(share)
+            self._metrics.allocation_budget.labels(name).set(share)
