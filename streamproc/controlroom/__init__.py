@@ -12,22 +12,55 @@ The public surface::
         await transport.aclose()
 """
 
-from streamproc.controlroom.allocations import AccessDetails, Allocation
-from streamproc.controlroom.auth import AuthToken
-from streamproc.controlroom.client import ControlRoomClient
-from streamproc.controlroom.credentials import (
-    ApiKeyCredentials,
-    BearerCredentials,
-    Credentials,
-    PasswordCredentials,
-)
-from streamproc.controlroom.execute import ExecuteResult, ExecuteSession
-from streamproc.controlroom.transport import (
-    DEFAULT_TRANSPORT,
-    ExecuteTransport,
-    RawResponse,
-    make_execute_transport,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamproc.controlroom.allocations import AccessDetails, Allocation
+    from streamproc.controlroom.auth import AuthToken
+    from streamproc.controlroom.client import ControlRoomClient
+    from streamproc.controlroom.credentials import (
+        ApiKeyCredentials,
+        BearerCredentials,
+        Credentials,
+        PasswordCredentials,
+    )
+    from streamproc.controlroom.execute import ExecuteResult, ExecuteSession
+    from streamproc.controlroom.transport import (
+        DEFAULT_TRANSPORT,
+        ExecuteTransport,
+        RawResponse,
+        make_execute_transport,
+    )
+
+# Loaded on first use: the pure core imports ``controlroom.values`` and must not pull the
+# HTTP client in with it.
+_HOMES = {
+    "AccessDetails": "allocations",
+    "Allocation": "allocations",
+    "AuthToken": "auth",
+    "ControlRoomClient": "client",
+    "ApiKeyCredentials": "credentials",
+    "BearerCredentials": "credentials",
+    "Credentials": "credentials",
+    "PasswordCredentials": "credentials",
+    "ExecuteResult": "execute",
+    "ExecuteSession": "execute",
+    "DEFAULT_TRANSPORT": "transport",
+    "ExecuteTransport": "transport",
+    "RawResponse": "transport",
+    "make_execute_transport": "transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "DEFAULT_TRANSPORT",

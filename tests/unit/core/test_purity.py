@@ -134,3 +134,20 @@ def test_the_scan_catches_forbidden_imports() -> None:
         "streamproc.logs",
         "streamproc",
     ]
+
+
+def test_importing_the_core_loads_no_io_library_transitively() -> None:
+    """Importing streamproc.core in a fresh interpreter loads no HTTP, Kafka or logging
+    library, even through a package __init__ of a module it uses."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, streamproc.core\n"
+        "libs = ('aiohttp', 'httpx', 'confluent_kafka', 'structlog', 'prometheus_client')\n"
+        "print(','.join(m for m in libs if m in sys.modules))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == ""
