@@ -148,9 +148,7 @@ class Decider:
             now_epoch=self.clock(),
             stage=stage,
         )
-        resolved: Stage = stage or (
-            error.stage if isinstance(error, BadInputError) else "execute"
-        )
+        resolved: Stage = stage or (error.stage if isinstance(error, BadInputError) else "execute")
         log.warning(
             "event_dead_lettered",
             stage=resolved,
