@@ -173,7 +173,13 @@ class Processor:
         part = self._partitions.get(record.tp)
         if part is None or part.revoking:
             return  # fetched before a revoke; the partition's next owner will read it
-        part.offsets.track(record.offset)
+        try:
+            part.offsets.track(record.offset)
+        except ValueError:
+            # Each offset arrives once per assignment; a repeat (a rewind we did not ask
+            # for) is already in flight or done, and processing it twice would duplicate it.
+            log.warning("offset_repeated", partition=record.partition, offset=record.offset)
+            return
         part.last_offset = record.offset
         part.idle.clear()
         ev = _Event(record)
