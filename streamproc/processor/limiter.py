@@ -46,7 +46,10 @@ class AsyncBudget:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+            # Not wait_for: on 3.11 it swallows a cancellation that lands once the result is
+            # on its way, and the cancelled caller would go on to execute for a decided event.
+            async with asyncio.timeout(timeout_s):
+                await waiter
         except TimeoutError:
             self._abandon(waiter)
             return False

@@ -101,8 +101,10 @@ async def test_a_timed_out_waiter_does_not_leak_a_slot() -> None:
     assert await budget.acquire(0)
 
 
-async def test_a_slot_handed_over_exactly_at_timeout_is_passed_on() -> None:
-    """When the slot arrives just as the waiter times out, the next waiter gets it."""
+@pytest.mark.parametrize("release_first", [False, True], ids=["timeout-first", "release-first"])
+async def test_a_slot_handed_over_exactly_at_timeout_is_not_lost(release_first: bool) -> None:
+    """When the slot arrives in the same instant the waiter times out, exactly one waiter ends
+    up holding it: the timed-out one passes it on to the next."""
     budget = AsyncBudget("fraud", 1)
     assert await budget.acquire(None)
     loop = asyncio.get_running_loop()
@@ -110,21 +112,25 @@ async def test_a_slot_handed_over_exactly_at_timeout_is_passed_on() -> None:
     now = [real_time()]
     start = now[0]
     # Drive the loop clock by hand: the waiter's timeout and the release become due in the
-    # same loop iteration, timeout first. The timeout wakes the waiter, then the release hands
-    # it the slot before it runs: the slot lands on a waiter that is already giving up.
+    # same loop iteration, in the order under test, before the waiter runs again.
     loop.time = lambda: now[0]  # type: ignore[method-assign]
     try:
         racing = asyncio.create_task(budget.acquire(0.01))
         await _spin_until(lambda: budget.waiting == 1)
         patient = asyncio.create_task(budget.acquire(None))
         await _spin_until(lambda: budget.waiting == 2)
-        loop.call_at(start + 0.01 + 1e-6, budget.release)
+        loop.call_at(start + 0.01 + (-1e-6 if release_first else 1e-6), budget.release)
         now[0] = start + 0.02
-        await _spin_until(lambda: racing.done() and patient.done())
+        await _spin_until(lambda: racing.done() and (patient.done() or racing.result()))
     finally:
         loop.time = real_time  # type: ignore[method-assign]
-    assert racing.result() is False
-    assert patient.result() is True
+    if not release_first:
+        assert racing.result() is False  # it had given up: the slot went to the next waiter
+    assert racing.result() is not patient.done()
+    assert budget.in_flight == 1
+    if racing.result():
+        budget.release()
+        assert await asyncio.wait_for(patient, 1)
     assert (budget.in_flight, budget.waiting) == (1, 0)
 
 
@@ -189,3 +195,25 @@ async def test_shrinking_the_limit_keeps_running_work_and_admits_below_it() -> N
     assert await asyncio.wait_for(waiter, 1)
     assert budget.in_flight == 1
     assert not await budget.acquire(0)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3])
+async def test_a_cancellation_inside_acquire_is_never_swallowed(steps: int) -> None:
+    """However late a cancellation lands after the slot was handed over, a waiter that is
+    still inside acquire raises CancelledError and passes the slot on; it never returns True
+    to a caller that was cancelled (asyncio.wait_for on 3.11 does)."""
+    budget = AsyncBudget("fraud", 1)
+    assert await budget.acquire(None)
+    waiter = await _enqueue(budget, timeout_s=10)
+    patient = await _enqueue(budget)
+    budget.release()  # hands the slot to ``waiter``...
+    for _ in range(steps):
+        await asyncio.sleep(0)  # ...which is on its way to it...
+    if waiter.cancel():  # ...when its event is abandoned, before acquire returned
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+    else:  # acquire had returned: the slot is the caller's, to release as usual
+        assert waiter.result() is True
+        budget.release()
+    assert await asyncio.wait_for(patient, 1)
+    assert (budget.in_flight, budget.waiting) == (1, 0)
