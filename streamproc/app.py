@@ -106,16 +106,7 @@ class Running:
     server: ObservabilityServer | None
 
 
-async def run_processor(
-    settings: Settings,
-    stop: asyncio.Event,
-    *,
-    metrics: ProcessorMetrics | None = None,
-    started: asyncio.Future[Running] | None = None,
-) -> None:
-    """Build, run until ``stop`` is set, drain, and release every resource."""
-    log.info("starting", settings=describe(settings))
-    metrics = metrics or ProcessorMetrics()
+async def check_topics(settings: Settings) -> None:
     kafka = settings.kafka
     missing = await asyncio.to_thread(
         missing_topics,
@@ -126,82 +117,136 @@ async def run_processor(
     if missing:
         raise ConfigError("kafka", f"topic(s) not found on the broker: {', '.join(missing)}")
 
+
+async def build_runners(
+    settings: Settings,
+    stack: AsyncExitStack,
+    budgets: Mapping[str, AsyncBudget],
+    metrics: ProcessorMetrics,
+) -> dict[str, TaskRunner]:
+    """One runner per API Task, its execution URL fetched now so a bad path fails at start."""
+    cr = settings.controlroom
+    client = control_room(cr)
+    stack.push_async_callback(client.aclose)
+    transport = make_execute_transport(
+        cr.execute_transport,
+        # Every slot of every budget holds one connection for its whole round trip.
+        max_connections=sum(b.limit for b in budgets.values()),
+        verify_tls=cr.verify_tls,
+    )
+    stack.push_async_callback(transport.aclose)
+    runners: dict[str, TaskRunner] = {}
+    for task in settings.api_tasks:
+        session = client.execution_session(
+            task.repository_path, transport, refresh_interval_s=cr.access_refresh_interval_s
+        )
+        stack.push_async_callback(session.aclose)
+        try:
+            await session.refresh()
+        except AccessDetailsError as exc:
+            raise ConfigError(f"api_tasks.{task.name}.repository_path", exc.reason) from exc
+        budget = budgets[task.name]
+        metrics.allocation_budget.labels(task.name).set(budget.limit)
+        metrics.allocation_in_flight.labels(task.name).set_function(
+            lambda b=budget: b.in_flight  # type: ignore[misc]
+        )
+        runners[task.name] = TaskRunner(task, session, budget, settings.processing.retry, metrics)
+    return runners
+
+
+def budget_splitter(
+    settings: Settings,
+    budgets: Mapping[str, AsyncBudget],
+    limits: Mapping[str, int],
+    metrics: ProcessorMetrics,
+) -> BudgetSplitter | None:
+    if settings.processing.budget_split != "by_assignment":
+        return None
+    kafka = settings.kafka
+
+    async def input_partitions() -> int:
+        return await asyncio.to_thread(
+            describe_partitions,
+            kafka.bootstrap_servers,
+            kafka.input_topic,
+            client_config=kafka.common_config(),
+        )
+
+    return BudgetSplitter(budgets, limits, input_partitions, metrics)
+
+
+async def start_server(
+    settings: Settings, processor: Processor, metrics: ProcessorMetrics, stack: AsyncExitStack
+) -> ObservabilityServer | None:
+    obs = settings.observability
+    if not obs.http_enabled:
+        return None
+    probe = HealthProbe(
+        ready=processor.started.is_set,
+        last_poll_monotonic=lambda: processor.last_poll_monotonic,
+        stall_after_s=settings.kafka.max_poll_interval_ms / 2000,
+    )
+    server = ObservabilityServer(build_app(metrics, probe), obs.http_host, obs.http_port)
+    await server.start()
+    stack.push_async_callback(server.stop)
+    log.info("observability_listening", host=obs.http_host, port=server.port)
+    return server
+
+
+async def run_processor(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    metrics: ProcessorMetrics | None = None,
+    started: asyncio.Future[Running] | None = None,
+) -> None:
+    """Build, run until ``stop`` is set, drain, and release every resource."""
+    log.info("starting", settings=describe(settings))
+    metrics = metrics or ProcessorMetrics()
+    await check_topics(settings)
     try:
         limits = resolve_budgets(settings, await allocation_limits(settings))
     except ControlRoomError as exc:
         raise ConfigError("controlroom.admin_username", f"cannot read allocations: {exc}") from exc
 
     async with AsyncExitStack() as stack:
-        client = control_room(settings.controlroom)
-        stack.push_async_callback(client.aclose)
-        transport = make_execute_transport(
-            settings.controlroom.execute_transport,
-            max_connections=sum(limits.values()),
-            verify_tls=settings.controlroom.verify_tls,
-        )
-        stack.push_async_callback(transport.aclose)
         budgets = {name: AsyncBudget(name, limit) for name, limit in limits.items()}
-        runners: dict[str, TaskRunner] = {}
-        for task in settings.api_tasks:
-            session = client.execution_session(
-                task.repository_path,
-                transport,
-                refresh_interval_s=settings.controlroom.access_refresh_interval_s,
-            )
-            stack.push_async_callback(session.aclose)
-            try:
-                await session.refresh()
-            except AccessDetailsError as exc:
-                raise ConfigError(f"api_tasks.{task.name}.repository_path", exc.reason) from exc
-            budget = budgets[task.name]
-            metrics.allocation_budget.labels(task.name).set(budget.limit)
-            metrics.allocation_in_flight.labels(task.name).set_function(
-                lambda b=budget: b.in_flight  # type: ignore[misc]
-            )
-            runners[task.name] = TaskRunner(
-                task, session, budget, settings.processing.retry, metrics
-            )
-        scorer = EventScorer(runners)
+        scorer = EventScorer(await build_runners(settings, stack, budgets, metrics))
         stack.push_async_callback(scorer.aclose)
-
+        kafka = settings.kafka
         sink = KafkaSink(kafka.producer_config())
         sink.start()
         stack.push_async_callback(sink.close)
-        decider = Decider(settings, scorer, metrics)
-
-        async def input_partitions() -> int:
-            return await asyncio.to_thread(
-                describe_partitions,
-                kafka.bootstrap_servers,
-                kafka.input_topic,
-                client_config=kafka.common_config(),
-            )
-
-        splitter = (
-            BudgetSplitter(budgets, limits, input_partitions, metrics)
-            if settings.processing.budget_split == "by_assignment"
-            else None
-        )
         processor = Processor(
             settings,
             lambda p: KafkaSource(kafka.consumer_config(), [kafka.input_topic], p),
             sink,
-            decider,
+            Decider(settings, scorer, metrics),
             metrics,
-            on_assignment=splitter,
+            on_assignment=budget_splitter(settings, budgets, limits, metrics),
         )
-        server = None
-        obs = settings.observability
-        if obs.http_enabled:
-            probe = HealthProbe(
-                ready=processor.started.is_set,
-                last_poll_monotonic=lambda: processor.last_poll_monotonic,
-                stall_after_s=kafka.max_poll_interval_ms / 2000,
-            )
-            server = ObservabilityServer(build_app(metrics, probe), obs.http_host, obs.http_port)
-            await server.start()
-            stack.push_async_callback(server.stop)
-            log.info("observability_listening", host=obs.http_host, port=server.port)
+        server = await start_server(settings, processor, metrics, stack)
+        interval = settings.observability.progress_interval_s
+        if interval > 0:
+            reporter = asyncio.create_task(report_progress(metrics, budgets, interval))
+            stack.callback(reporter.cancel)
         if started is not None and not started.done():
             started.set_result(Running(processor, metrics, budgets, server))
         await processor.run(stop)
+
+
+async def report_progress(
+    metrics: ProcessorMetrics, budgets: Mapping[str, AsyncBudget], interval_s: float
+) -> None:
+    """Log totals and rates periodically, so a long run shows its progress in the logs."""
+    previous = metrics.totals()
+    while True:
+        await asyncio.sleep(interval_s)
+        now = metrics.totals()
+        log.info(
+            "progress",
+            **{k: int(v) for k, v in now.items()},
+            decided_per_s=round((now["decided"] - previous["decided"]) / interval_s, 1),
+            budgets={n: f"{b.in_flight}/{b.limit}" for n, b in budgets.items()},
+        )
+        previous = now

@@ -90,3 +90,23 @@ class ProcessorMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def totals(self) -> dict[str, float]:
+        """Counters summed over their labels, and the in-flight gauge: for progress lines."""
+        return {
+            "consumed": _total(self.consumed),
+            "decided": _total(self.decided),
+            "fallbacks": _total(self.fallbacks),
+            "dead_letters": _total(self.dead_letters),
+            "late_results": _total(self.late_results),
+            "in_flight": _total(self.in_flight_events),
+        }
+
+
+def _total(metric: Counter | Gauge) -> float:
+    return sum(
+        sample.value
+        for family in metric.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    )
