@@ -144,6 +144,8 @@ class Processor:
         drained = await self._wait_idle(list(self._partitions), self._proc.drain_timeout_s)
         if not drained:
             log.warning("drain_timeout", in_flight=self._in_flight)
+            for part in self._partitions.values():
+                part.idle.set()  # given up on: the final revoke must not wait for them again
         committer.cancel()
         await asyncio.gather(committer, return_exceptions=True)
         await self._commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import structlog
 
 from streamproc.core.events import TransactionEvent
 from streamproc.core.mapping import InputVariableSpec, TaskMappingSpec
@@ -285,6 +286,27 @@ async def test_a_stop_that_cannot_drain_commits_only_the_safe_prefix(
     await h.stop()
     assert h.source.commits == [{TP0: 1}]
     assert not h.sink.answered(0, 1)
+
+
+async def test_a_stop_gives_stuck_events_drain_timeout_once(make_harness: MakeHarness) -> None:
+    """A stop waits at most drain_timeout_s for stuck events (as `streamproc run` promises);
+    leaving the group afterwards does not wait for them a second time."""
+    h = make_harness(make_settings(drain_timeout_s=0.3, commit_interval_ms=60_000))
+    h.executor.hold("p0-1")
+    await h.start()
+    h.source.feed(record(0, key="A"), record(1, key="B"), record(2, key="C"))
+    await eventually(lambda: len(h.sink.sent) == 2, "the other events")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with structlog.testing.capture_logs() as logs:
+        await h.stop()
+    elapsed = loop.time() - began
+    events = [entry["event"] for entry in logs]
+    assert events.count("drain_timeout") == 1
+    assert "revoke_drain_timeout" not in events
+    assert elapsed < 2 * 0.3
+    assert h.source.commits == [{TP0: 1}]
+    await eventually(lambda: h.executor.cancelled == 1, "the stuck execute to be cancelled")
 
 
 async def test_a_delivery_failure_stops_the_processor_without_committing_past_it(
