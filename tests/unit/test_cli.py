@@ -94,3 +94,30 @@ admin_password = "{ADMIN_SECRET}"
     assert settings["controlroom"]["password"] == "**********"
     assert settings["controlroom"]["admin_password"] == "**********"
     assert settings["kafka"]["sasl_password"] == "**********"
+
+
+def test_run_exit_status_follows_how_the_processor_ended(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run exits 0 after a clean stop, 2 on a configuration problem found at start (naming
+    the key), and 1 on any other streamproc failure."""
+    from streamproc import app
+    from streamproc.errors import ConfigError, KafkaDeliveryError
+
+    outcomes: list[BaseException | None] = [
+        None,
+        ConfigError("kafka", "topic(s) not found on the broker: transactions"),
+        KafkaDeliveryError("Local: Message timed out", topic="decisions"),
+    ]
+
+    async def fake_run_processor(settings: object, stop: object) -> None:
+        error = outcomes.pop(0)
+        if error is not None:
+            raise error
+
+    monkeypatch.setattr(app, "run_processor", fake_run_processor)
+    assert cli.main(["run"]) == 0
+    assert cli.main(["run"]) == 2
+    assert "configuration error: config key 'kafka': topic(s) not found" in capsys.readouterr().err
+    assert cli.main(["run"]) == 1
+    assert "delivery to 'decisions' failed" in capsys.readouterr().err

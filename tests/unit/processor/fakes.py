@@ -609,6 +609,7 @@ def build(
     limits: Mapping[str, int] | None = None,
     decider_factory: DeciderFactory | None = None,
     clock: FakeClock | None = None,
+    on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
 ) -> Harness:
     """A processor with fake source, sink and executors; one executor per API Task."""
     settings = settings or make_settings()
@@ -645,6 +646,7 @@ def build(
         sink,
         decider,
         metrics,
+        on_assignment=on_assignment,
         clock=clock,
     )
     return Harness(

@@ -359,3 +359,17 @@ async def test_a_stop_while_paused_does_not_resume_intake(make_harness: MakeHarn
     await h.stop()
     assert h.source.resumes == []
     assert h.processor.in_flight == 0
+
+
+async def test_an_offset_delivered_twice_is_processed_once(make_harness: MakeHarness) -> None:
+    """A record repeated within one assignment is skipped, not scored twice or fatal."""
+    h = make_harness()
+    await h.start()
+    h.source.feed(record(0, key="A"), record(1, key="B"))
+    await h.outputs(2)
+    h.source.feed(record(1, key="B"), record(2, key="C"))
+    await h.outputs(3)
+    await settle()
+    assert sorted(h.sink.by_source()) == [(0, 0), (0, 1), (0, 2)]
+    assert h.executor.event_ids().count("p0-1") == 1
+    await eventually(lambda: h.source.committed(TP0) == 3, "the commit")

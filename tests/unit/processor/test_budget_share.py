@@ -1,0 +1,96 @@
+"""BudgetSplitter: each replica's share of an allocation budget follows its assignment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from streamproc.kafka.records import TopicPartition
+from streamproc.observability.metrics import ProcessorMetrics
+from streamproc.processor.budget_share import BudgetSplitter
+from streamproc.processor.limiter import AsyncBudget
+from tests.unit.processor.conftest import MakeHarness
+from tests.unit.processor.fakes import TP0, TP1, TP2, eventually, record, sample
+
+METRICS = ProcessorMetrics()
+
+
+def splitter(total: int = 6, **limits: int) -> tuple[BudgetSplitter, dict[str, AsyncBudget]]:
+    budgets = {name: AsyncBudget(name, limit) for name, limit in limits.items()}
+
+    async def total_partitions() -> int:
+        return total
+
+    return BudgetSplitter(budgets, limits, total_partitions, METRICS), budgets
+
+
+def tps(count: int) -> list[TopicPartition]:
+    return [TopicPartition("transactions", p) for p in range(count)]
+
+
+async def test_each_budget_is_split_by_the_share_of_partitions_owned() -> None:
+    """Owning k of n input partitions gives floor(limit * k / n) of every allocation, min 1."""
+    split, budgets = splitter(total=6, fraud=9, aml=4)
+    await split(tps(2))
+    assert (budgets["fraud"].limit, budgets["aml"].limit) == (3, 1)
+    await split(tps(6))
+    assert (budgets["fraud"].limit, budgets["aml"].limit) == (9, 4)
+    await split([])
+    assert (budgets["fraud"].limit, budgets["aml"].limit) == (1, 1)
+
+
+async def test_a_shrinking_share_keeps_running_executes() -> None:
+    """A smaller share applies to new acquires; executes already running keep their slots."""
+    split, budgets = splitter(total=2, fraud=4)
+    fraud = budgets["fraud"]
+    for _ in range(4):
+        assert await fraud.acquire(0)
+    await split(tps(1))
+    assert (fraud.limit, fraud.in_flight) == (2, 4)
+    assert not await fraud.acquire(0)
+    for _ in range(3):
+        fraud.release()
+    assert await fraud.acquire(0)
+
+
+async def test_the_processor_re_splits_after_every_rebalance(make_harness: MakeHarness) -> None:
+    """on_assignment is called with the owned partitions after assign, revoke and lost."""
+    seen: list[set[TopicPartition]] = []
+
+    async def on_assignment(assignment: Sequence[TopicPartition]) -> None:
+        seen.append(set(assignment))
+
+    h = make_harness(assignment=(TP0, TP1), on_assignment=on_assignment)
+    await h.start()
+    assert seen == [{TP0, TP1}]
+    await h.source.assign([TP2])
+    await h.source.revoke([TP0])
+    await h.source.lose([TP1])
+    assert seen == [{TP0, TP1}, {TP0, TP1, TP2}, {TP1, TP2}, {TP2}]
+
+
+async def test_a_failing_re_split_does_not_stop_processing(make_harness: MakeHarness) -> None:
+    """If the share cannot be computed (e.g. the broker cannot be asked), the previous shares
+    stay and events keep flowing."""
+
+    async def on_assignment(assignment: Sequence[TopicPartition]) -> None:
+        raise ConnectionError("describe_partitions timed out")
+
+    h = make_harness(on_assignment=on_assignment)
+    with structlog.testing.capture_logs() as logs:
+        await h.start()
+        await h.source.assign([TP1])
+    h.source.feed(record(0), record(0, partition=1))
+    await h.outputs(2)
+    assert [e["event"] for e in logs].count("assignment_listener_failed") == 2
+    await eventually(lambda: h.source.committed(TP1) == 1, "the commit")
+
+
+async def test_the_budget_metric_follows_the_share() -> None:
+    """The allocation budget gauge shows the share in force, per API Task."""
+    split, _ = splitter(total=4, metered=8)
+    await split(tps(1))
+    assert sample(METRICS, "streamproc_allocation_budget", task="metered") == 2
+    await split(tps(4))
+    assert sample(METRICS, "streamproc_allocation_budget", task="metered") == 8
