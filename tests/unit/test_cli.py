@@ -65,8 +65,7 @@ def test_run_with_a_bad_key_exits_2_naming_it(
 def test_run_check_prints_the_settings_with_secrets_masked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``run --check`` validates, prints the effective settings as JSON, masks every secret,
-    and exits 0 without connecting anywhere."""
+    """``run --check`` prints the effective settings as JSON, secrets masked, and exits 0."""
     path = tmp_path / "prod.toml"
     path.write_text(
         f"""
@@ -99,8 +98,7 @@ admin_password = "{ADMIN_SECRET}"
 def test_run_exit_status_follows_how_the_processor_ended(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """run exits 0 after a clean stop, 2 on a configuration problem found at start (naming
-    the key), and 1 on any other streamproc failure."""
+    """run exits 0 after a clean stop, 2 for a config problem at start, 1 for other failures."""
     from streamproc import app
     from streamproc.errors import ConfigError, KafkaDeliveryError
 

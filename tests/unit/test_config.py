@@ -178,8 +178,7 @@ admin_password = "{SECRETS["admin_password"]}"
 
 
 def test_librdkafka_settings_keep_at_least_once(tmp_path: Path) -> None:
-    """The exported consumer commits manually with cooperative rebalancing; the producer is
-    idempotent with acks=all; SASL credentials reach librdkafka in clear."""
+    """librdkafka gets manual commits, cooperative-sticky, idempotence, acks=all and SASL."""
     path = toml(
         tmp_path,
         """

@@ -1,4 +1,4 @@
-"""ProcessorMetrics: a registry per processor, and totals for progress lines."""
+"""ProcessorMetrics: one registry per processor."""
 
 from __future__ import annotations
 
@@ -18,23 +18,3 @@ def test_each_processor_has_a_registry_of_its_own() -> None:
         if line and not line.startswith(b"#")
     }
     assert all(name.startswith(b"streamproc_") for name in names)
-
-
-def test_totals_sum_counters_over_their_labels() -> None:
-    """totals() adds up every label combination (and ignores the _created samples)."""
-    metrics = ProcessorMetrics()
-    metrics.consumed.inc(10)
-    metrics.decided.labels("APPROVE", "false").inc(6)
-    metrics.decided.labels("REVIEW", "true").inc(2)
-    metrics.fallbacks.labels("deadline").inc(2)
-    metrics.dead_letters.labels("decode").inc()
-    metrics.dead_letters.labels("execute").inc()
-    metrics.in_flight_events.set(3)
-    assert metrics.totals() == {
-        "consumed": 10,
-        "decided": 8,
-        "fallbacks": 2,
-        "dead_letters": 2,
-        "late_results": 0,
-        "in_flight": 3,
-    }

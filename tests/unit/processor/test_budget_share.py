@@ -71,8 +71,7 @@ async def test_the_processor_re_splits_after_every_rebalance(make_harness: MakeH
 
 
 async def test_a_failing_re_split_does_not_stop_processing(make_harness: MakeHarness) -> None:
-    """If the share cannot be computed (e.g. the broker cannot be asked), the previous shares
-    stay and events keep flowing."""
+    """A re-split that fails keeps the previous shares, and events keep flowing."""
 
     async def on_assignment(assignment: Sequence[TopicPartition]) -> None:
         raise ConnectionError("describe_partitions timed out")

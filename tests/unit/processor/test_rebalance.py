@@ -36,8 +36,7 @@ async def test_assigned_partitions_are_consumed_from_a_callback_on_another_threa
 async def test_a_revoke_drops_queued_events_finishes_running_ones_and_returns_the_safe_prefix(
     make_harness: MakeHarness,
 ) -> None:
-    """Revoked from the consumer thread: queued events are dropped, running ones finish, and
-    the contiguous completed prefix is returned for the synchronous commit."""
+    """A revoke drops queued events, waits for running ones and returns the safe prefix."""
     h = make_harness(make_settings(commit_interval_ms=60_000), assignment=(TP0, TP1))
     first = h.executor.hold("p0-0")  # key A, running
     other = h.executor.hold("p0-2")  # key B, running
@@ -92,8 +91,7 @@ async def test_a_revoke_that_outlives_the_drain_timeout_gives_up_on_the_running_
 
 
 async def test_lost_partitions_commit_nothing(make_harness: MakeHarness) -> None:
-    """Lost (not revoked) partitions may already belong to another member: nothing of theirs
-    is committed, not even work that was completed, and their running events are cancelled."""
+    """Lost partitions commit nothing, not even completed work; their executes are cancelled."""
     h = make_harness(make_settings(commit_interval_ms=60_000), assignment=(TP0, TP1))
     held = h.executor.hold("p0-1")
     await h.start()
@@ -114,8 +112,7 @@ async def test_lost_partitions_commit_nothing(make_harness: MakeHarness) -> None
 async def test_losing_the_busy_partitions_while_paused_resumes_the_others(
     make_harness: MakeHarness,
 ) -> None:
-    """When backpressure paused intake and the partitions holding the in-flight work are
-    lost, the remaining partitions are resumed instead of staying paused forever."""
+    """Losing the partitions that held the in-flight work resumes the paused others."""
     h = make_harness(make_settings(max_in_flight=2), assignment=(TP0, TP1))
     h.executor.hold("p0-0")
     h.executor.hold("p0-1")
@@ -134,8 +131,7 @@ async def test_losing_the_busy_partitions_while_paused_resumes_the_others(
 async def test_a_partition_reassigned_after_a_revoke_starts_afresh(
     make_harness: MakeHarness,
 ) -> None:
-    """After revoke and re-assignment, the partition is read from the committed position
-    again, as its next owner would, without tripping over the earlier offsets."""
+    """A partition re-assigned after a revoke is consumed afresh from its committed position."""
     h = make_harness()
     await h.start()
     h.source.feed(record(0, key="A"), record(1, key="A"))

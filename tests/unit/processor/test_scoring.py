@@ -223,8 +223,7 @@ async def test_no_budget_slot_before_the_deadline_falls_back_over_budget(rig: Ri
 
 
 async def test_a_slow_execute_falls_back_at_the_deadline_and_keeps_its_slot(rig: Rig) -> None:
-    """Past the deadline the event falls back; the execute keeps its slot until it returns,
-    and its late result is counted, not used."""
+    """At the deadline: fallback; the execute keeps its slot, and its late result is counted."""
     executor = FakeExecutor()
     held = executor.hold("e-1", then=verdict("DECLINE", "99"))
     rig.runner(executor)
