@@ -4,7 +4,8 @@ Event names are stable snake_case (``event_decided``), fields are keyword argume
 per-event context is bound with ``structlog.contextvars.bound_contextvars``. The redaction
 processor is the last line of defence: code must not log secrets in the first place, but a
 field whose *name* says it holds one (password, api key, token, authorization) is masked
-wherever it appears, and any JWT-shaped string is masked by value.
+wherever it appears, and secrets inside text (JWTs, bearer tokens, ``password=...`` pairs,
+URL passwords, tracebacks included) are masked by :func:`streamproc.redaction.redact_text`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-REDACTED = "***"
+from streamproc.redaction import REDACTED, redact_text
+
 _SECRET_KEY = re.compile(r"pass(word)?|api_?key|token|secret|authori[sz]ation|credential", re.I)
-# Three base64url segments, the first starting like a JSON header: a JWT.
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 
 
 def redact(value: Any, key: str | None = None) -> Any:
@@ -29,7 +29,7 @@ def redact(value: Any, key: str | None = None) -> Any:
     if key is not None and _SECRET_KEY.search(key) and value not in (None, "", False):
         return REDACTED
     if isinstance(value, str):
-        return _JWT.sub(REDACTED, value) if "eyJ" in value else value
+        return redact_text(value)
     if isinstance(value, Mapping):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -63,7 +63,7 @@ def configure(level: str = "INFO", *, json: bool = True, stream: TextIO | None =
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
+            structlog.processors.format_exc_info,  # before redaction: tracebacks are text too
             redact_secrets,
             renderer,
         ],

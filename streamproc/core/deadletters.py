@@ -32,29 +32,16 @@ processor dead-letters with whatever message a library wrote.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Final
 
 from streamproc.core.decisions import rfc3339_utc
 from streamproc.errors import BadInputError, ControlRoomError, Stage
+from streamproc.redaction import redact_text
 
 PREFIX: Final = "streamproc.error."
 CONNECT_PREFIX: Final = "__connect.errors."
 MAX_MESSAGE_CHARS: Final = 500
-REDACTED: Final = "***"
-
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-_BEARER = re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/-]{8,}=*")
-# ``password=...``, ``"api_key": "..."``, ``sasl.password: ...``: a secret-named key, a
-# separator, and the value (quoted, or up to a blank or delimiter). A name without a
-# separator ("token endpoint unavailable") is left alone.
-_SECRET_PAIR = re.compile(
-    r"(?i)\b([\w.-]*(?:password|passwd|pwd|secret|api[_-]?key|token)[\"']?\s*[:=]\s*)"
-    r"(\"[^\"]*\"|'[^']*'|[^\s\"',;&}]+)"
-)
-# The password in a URL's user info: ``https://user:password@host``.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@")
 
 Header = tuple[str, bytes | None]
 
@@ -68,16 +55,8 @@ def error_class_name(error: BaseException) -> str:
 def safe_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """``message`` with tokens and passwords redacted, cut to ``limit`` characters (marked
     with "...")."""
-    redacted = _BEARER.sub(rf"\1\2{REDACTED}", _JWT.sub(REDACTED, message))
-    redacted = _SECRET_PAIR.sub(_mask_value, redacted)
-    redacted = _USERINFO.sub(rf"\1{REDACTED}@", redacted)
+    redacted = redact_text(message)
     return redacted if len(redacted) <= limit else redacted[: limit - 3] + "..."
-
-
-def _mask_value(pair: re.Match[str]) -> str:
-    value = pair[2]
-    quote = value[0] if value[0] in "\"'" else ""
-    return f"{pair[1]}{quote}{REDACTED}{quote}"
 
 
 def dead_letter_headers(

@@ -48,7 +48,12 @@ FORBIDDEN = frozenset(
     }
 )
 # streamproc modules the core may use: pure ones only (streamproc.logs pulls in structlog).
-ALLOWED_INTERNAL = ("streamproc.errors", "streamproc.controlroom.values", "streamproc.core")
+ALLOWED_INTERNAL = (
+    "streamproc.errors",
+    "streamproc.redaction",
+    "streamproc.controlroom.values",
+    "streamproc.core",
+)
 # Reading the clock through datetime is as impure as importing time.
 CLOCK_CALLS = frozenset({"now", "utcnow", "today"})
 
