@@ -217,13 +217,16 @@ async def run_processor(
         sink = KafkaSink(kafka.producer_config())
         sink.start()
         stack.push_async_callback(sink.close)
+        splitter = budget_splitter(settings, budgets, limits, metrics)
+        if splitter is not None:
+            await splitter.prime()
         processor = Processor(
             settings,
             lambda p: KafkaSource(kafka.consumer_config(), [kafka.input_topic], p),
             sink,
             Decider(settings, scorer, metrics),
             metrics,
-            on_assignment=budget_splitter(settings, budgets, limits, metrics),
+            on_assignment=splitter,
         )
         server = await start_server(settings, processor, metrics, stack)
         interval = settings.observability.progress_interval_s

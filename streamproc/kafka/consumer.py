@@ -140,7 +140,14 @@ class KafkaSource:
     def _commit_now(self, positions: Mapping[TopicPartition, int]) -> bool:
         if not positions or self._consumer is None:
             return True
-        offsets = [KafkaTopicPartition(t, p, off) for (t, p), off in positions.items()]
+        # A commit computed before a revoke can run after it: positions of partitions this
+        # member no longer owns would move another member's progress back, so drop them.
+        owned = set(_tps(self._consumer.assignment()))
+        offsets = [
+            KafkaTopicPartition(t, p, off) for (t, p), off in positions.items() if (t, p) in owned
+        ]
+        if not offsets:
+            return True
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:

@@ -12,6 +12,8 @@ replica nothing changes.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from streamproc.core.budgets import replica_share
@@ -24,7 +26,12 @@ log = get_logger("processor.budget_share")
 
 
 class BudgetSplitter:
-    """Called with the new assignment after each rebalance; sets every budget's share."""
+    """Called with the new assignment after each rebalance; sets every budget's share.
+
+    The input topic's partition count is read once, then refreshed in the background at most
+    every ``refresh_s``: this runs inside a rebalance callback, which must not wait on the
+    network while the group waits on it.
+    """
 
     def __init__(
         self,
@@ -32,14 +39,42 @@ class BudgetSplitter:
         limits: Mapping[str, int],
         total_partitions: Callable[[], Awaitable[int]],
         metrics: ProcessorMetrics,
+        *,
+        refresh_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._budgets = budgets
         self._limits = limits
-        self._total = total_partitions
+        self._read_total = total_partitions
         self._metrics = metrics
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._total: int | None = None
+        self._read_at = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
+
+    async def prime(self) -> None:
+        """Read the partition count now (at start, outside any rebalance)."""
+        self._total = await self._read_total()
+        self._read_at = self._clock()
+
+    def _refresh_later(self) -> None:
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            await self.prime()
+        except Exception:  # keep the last count; the next rebalance tries again
+            log.warning("partition_count_refresh_failed", exc_info=True)
 
     async def __call__(self, assignment: Sequence[TopicPartition]) -> None:
-        total = await self._total()
+        if self._total is None:
+            await self.prime()
+        elif self._clock() - self._read_at > self._refresh_s:
+            self._refresh_later()
+        assert self._total is not None
+        total = self._total
         owned = min(len(assignment), total)
         for name, budget in self._budgets.items():
             share = replica_share(self._limits[name], owned, total)

@@ -93,3 +93,31 @@ async def test_the_budget_metric_follows_the_share() -> None:
     assert sample(METRICS, "streamproc_allocation_budget", task="metered") == 2
     await split(tps(4))
     assert sample(METRICS, "streamproc_allocation_budget", task="metered") == 8
+
+
+async def test_the_partition_count_is_not_read_on_every_rebalance() -> None:
+    """Rebalance callbacks must not wait on the network: the count is read once, and only
+    refreshed in the background once it is older than ``refresh_s``."""
+    reads: list[int] = []
+    counts = iter([4, 8])
+    now = [0.0]
+
+    async def total_partitions() -> int:
+        reads.append(1)
+        return next(counts)
+
+    budgets = {"fraud": AsyncBudget("fraud", 8)}
+    split = BudgetSplitter(
+        budgets, {"fraud": 8}, total_partitions, METRICS, refresh_s=60, clock=lambda: now[0]
+    )
+    await split.prime()
+    await split(tps(2))
+    await split(tps(1))
+    assert len(reads) == 1
+    assert budgets["fraud"].limit == 2  # 8 * 1 // 4
+    now[0] = 61.0
+    await split(tps(2))  # still the old count: the refresh runs in the background
+    assert budgets["fraud"].limit == 4
+    await eventually(lambda: len(reads) == 2, "the background refresh")
+    await split(tps(2))
+    assert budgets["fraud"].limit == 2  # 8 * 2 // 8
