@@ -34,5 +34,5 @@ class ConsumedRecord:
 class OutputRecord:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone, e.g. a dead-lettered null input kept as it was
     headers: Sequence[tuple[str, bytes | None]] = ()

@@ -39,7 +39,7 @@ from streamproc.errors import BadInputError, ControlRoomError, Stage
 from streamproc.kafka.records import ConsumedRecord, OutputRecord
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
-from streamproc.processor.scoring import EventScorer, Failed, FellBack, TaskProgress
+from streamproc.processor.scoring import EventScorer, Failed, TaskProgress
 
 log = get_logger("processor.outcomes")
 
@@ -101,11 +101,10 @@ class Decider:
             return self.dead_letter(
                 record, scored.error, attempts=attempts, stage="execute", task=scored.task
             )
-        reason = scored.reason if isinstance(scored, FellBack) else None
         record_out = decide(
             event,
             route.rule,
-            _reports(scored.progress, reason),
+            _reports(scored.progress),
             combine=self.settings.routing.combine,
             fallback=policy,
             now_epoch=self.clock(),
@@ -161,7 +160,7 @@ class Decider:
         output = OutputRecord(
             topic=self.settings.kafka.dead_letter_topic,
             key=record.key,
-            value=record.value if record.value is not None else b"",
+            value=record.value,
             headers=headers,
         )
         return Outcome(output, "dead_letter", resolved)
@@ -180,14 +179,14 @@ class Decider:
             self.metrics.decision_latency.observe(max(0.0, now - outcome.occurred_at_epoch))
 
 
-def _reports(progress: Sequence[TaskProgress], reason: FallbackReason | None) -> list[TaskReport]:
+def _reports(progress: Sequence[TaskProgress]) -> list[TaskReport]:
     return [
         TaskReport(
             task=p.name,
             verdict=p.verdict,
             attempts=p.attempts,
             latency_ms=p.latency_s * 1000 if p.attempts else None,
-            failure=None if p.verdict is not None else (reason or "deadline"),
+            failure=None if p.verdict is not None else (p.failure or "deadline"),
         )
         for p in progress
     ]

@@ -23,7 +23,14 @@ from streamproc.controlroom.values import BotValue
 from streamproc.core.deadlines import Deadline
 from streamproc.core.mapping import TaskVerdict, read_task_output
 from streamproc.core.retry import RetryPolicy, classify, next_delay
-from streamproc.errors import ControlRoomError, RetryableError, StreamprocError
+from streamproc.errors import (
+    ControlRoomError,
+    EndpointConnectionError,
+    OverConcurrencyLimitError,
+    RetryableError,
+    ServerError,
+    StreamprocError,
+)
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.processor.limiter import AsyncBudget
 
@@ -74,14 +81,33 @@ class TaskProgress:
     status: int | None = None
     verdict: TaskVerdict | None = None
     error: Exception | None = None
+    failure: FallbackReason | None = None
     abandoned: bool = False
 
     def fallback_reason(self) -> FallbackReason:
+        """Why this task has no verdict at the deadline, from what it was doing then."""
         if self.state == "waiting_budget":
             return "over_budget"
-        if self.state == "backoff":
-            return "endpoint_unavailable"
+        if self.state == "backoff" and isinstance(self.error, RetryableError):
+            return _reason_of_last_error(self.error)
         return "deadline"
+
+
+def _reason_of_last_error(error: RetryableError) -> FallbackReason:
+    if isinstance(error, OverConcurrencyLimitError):
+        return "over_budget"  # the allocation is full on the Control Room's side
+    if isinstance(error, ServerError | EndpointConnectionError):
+        return "endpoint_unavailable"
+    return "retries_exhausted"
+
+
+def _fallback_reason(error: BaseException) -> FallbackReason | None:
+    """The fallback reason for a task that ended with ``error``; None: permanent, dead-letter."""
+    if isinstance(error, BudgetTimeoutError):
+        return "over_budget"
+    if isinstance(error, RetriesExhaustedError):
+        return _reason_of_last_error(error.last)
+    return None
 
 
 @dataclass(slots=True)
@@ -245,37 +271,42 @@ class EventScorer:
             ): name
             for name, bot_input in inputs.items()
         }
+        pending = set(tasks)
+        # The deadline is in event (wall-clock) time; wait on the loop's monotonic clock so a
+        # wall-clock step cannot stretch or cut the wait.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline.remaining(self.clock())
         try:
-            done, pending = await asyncio.wait(
-                tasks,
-                timeout=max(0.0, deadline.remaining(self.clock())),
-                return_when=asyncio.FIRST_EXCEPTION,
-            )
+            # Until the deadline: a task that ran out of retries or budget leaves the others
+            # running, since a verdict still in time (maybe a stricter one) beats a fallback;
+            # a permanent error ends the event at once, as a dead letter.
+            while pending:
+                remaining = until - loop.time()
+                if remaining <= 0:
+                    break
+                done, pending = await asyncio.wait(
+                    pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    exc = task.exception()
+                    if exc is None:
+                        continue
+                    reason = _fallback_reason(exc)
+                    if reason is None:
+                        self._abandon(pending, progress, tasks)
+                        return Failed(exc, tasks[task], tuple(progress.values()))
+                    progress[tasks[task]].failure = reason
         except asyncio.CancelledError:
             for task in tasks:
                 task.cancel()
             raise
+        for task in pending:
+            state = progress[tasks[task]]
+            state.failure = state.fallback_reason()
+        self._abandon(pending, progress, tasks)
         snapshot = tuple(progress.values())
-        for task in done:
-            exc = task.exception()
-            if exc is None:
-                continue
-            self._abandon(pending, progress, tasks)
-            name = tasks[task]
-            if isinstance(exc, RetriesExhaustedError):
-                return FellBack("retries_exhausted", snapshot)
-            if isinstance(exc, BudgetTimeoutError):
-                return FellBack("over_budget", snapshot)
-            return Failed(exc, name, snapshot)
-        if pending:
-            # The most telling reason among the tasks still running wins.
-            reasons = {progress[tasks[t]].fallback_reason() for t in pending}
-            self._abandon(pending, progress, tasks)
-            order: tuple[FallbackReason, ...] = ("over_budget", "endpoint_unavailable", "deadline")
-            for reason in order:
-                if reason in reasons:
-                    return FellBack(reason, snapshot)
-        return Scored(snapshot)
+        failure = next((p.failure for p in snapshot if p.failure is not None), None)
+        return Scored(snapshot) if failure is None else FellBack(failure, snapshot)
 
     def _abandon(
         self,

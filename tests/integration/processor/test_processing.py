@@ -117,6 +117,7 @@ async def test_malformed_events_are_dead_lettered_with_their_stage(
         "bad-json": (b"{not json", "decode"),
         "not-object": (b"[1, 2, 3]", "decode"),
         "empty": (b"", "decode"),
+        "tombstone": (None, "decode"),
         "oversized": (orjson.dumps(event("big", "card-9", note="x" * 70_000)), "decode"),
         "missing-amount": (orjson.dumps(no_amount), "validate"),
         "mistyped-amount": (orjson.dumps(event("str-amount", "card-9", amount="12.0")), "validate"),
@@ -140,7 +141,7 @@ async def test_malformed_events_are_dead_lettered_with_their_stage(
         [letter] = outputs.by_id[test_id]
         assert letter.topic == topics.dlq
         assert letter.headers["streamproc.error.stage"] == stage.encode(), test_id
-        assert letter.value == (value or b"")
+        assert letter.value == value
         assert letter.key == b"card-raw"
         assert letter.headers[TEST_ID] == test_id.encode()
         assert letter.headers["streamproc.error.source.topic"] == topics.input.encode()

@@ -181,7 +181,8 @@ async def test_retry_after_is_a_floor_for_the_backoff(rig: Rig) -> None:
 
 
 async def test_retries_stop_when_the_deadline_cannot_be_met(rig: Rig) -> None:
-    """No retry is attempted when its backoff would end past the deadline: retries_exhausted."""
+    """No retry is attempted when its backoff would end past the deadline; a 5xx endpoint
+    that cannot be retried into in time is "endpoint_unavailable"."""
     executor = FakeExecutor()
     # The attempt takes 150 ms of event time and fails; 50 ms are left, the backoff is 100 ms.
     executor.script(Advance(rig.clock, 0.15, ServerError("down", status=503)))
@@ -189,19 +190,20 @@ async def test_retries_stop_when_the_deadline_cannot_be_met(rig: Rig) -> None:
     rig.runner(executor, retry=policy)
     outcome = await rig.score(rig.scorer(), remaining_s=0.2)
     assert isinstance(outcome, FellBack)
-    assert outcome.reason == "retries_exhausted"
+    assert outcome.reason == "endpoint_unavailable"
     assert len(executor.calls) == 1
     assert outcome.progress[0].attempts == 1
     assert rig.budget().in_flight == 0
 
 
 async def test_retries_stop_after_max_attempts(rig: Rig) -> None:
-    """An endpoint that keeps failing gets max_attempts tries, then the event falls back."""
+    """An endpoint that keeps failing gets max_attempts tries, then the event falls back,
+    the reason naming the cause: 5xx is "endpoint_unavailable"."""
     executor = FakeExecutor(ServerError("down", status=502))
     rig.runner(executor)
     outcome = await rig.score(rig.scorer())
     assert isinstance(outcome, FellBack)
-    assert outcome.reason == "retries_exhausted"
+    assert outcome.reason == "endpoint_unavailable"
     assert len(executor.calls) == 3
     assert rig.budget().acquired == rig.budget().released == 3
 
@@ -327,3 +329,25 @@ async def test_a_failing_task_abandons_the_other_tasks(rig: Rig) -> None:
     await asyncio.wait_for(scorer.aclose(), 2)
     assert rig.budget("aml").in_flight == 0
     assert sample(rig.metrics, "streamproc_late_results_total", task="aml") == 1
+
+
+async def test_one_task_out_of_retries_waits_for_the_others_in_time(rig: Rig) -> None:
+    """When one routed task gives up (retries spent) the event still waits, until its
+    deadline, for the other task's verdict, which the fallback then keeps."""
+    fraud = FakeExecutor(OverConcurrencyLimitError("full", status=429))
+    aml = FakeExecutor()
+    aml_held = aml.hold("e-1", then=verdict("DECLINE", "90"))
+    rig.runner(fraud, name="fraud")
+    rig.runner(aml, name="aml")
+    scoring = asyncio.create_task(rig.score(rig.scorer()))
+    await asyncio.wait_for(aml_held.entered.wait(), 2)
+    await eventually(lambda: len(fraud.calls) == 3, "fraud's three attempts")
+    assert not scoring.done()  # fraud gave up, but aml may still answer in time
+    aml_held.release()
+    outcome = await asyncio.wait_for(scoring, 2)
+    assert isinstance(outcome, FellBack)
+    assert outcome.reason == "over_budget"  # 429: the allocation was full at the source
+    by_task = {p.name: p for p in outcome.progress}
+    assert by_task["fraud"].failure == "over_budget"
+    assert by_task["aml"].verdict is not None
+    assert by_task["aml"].verdict.decision == "DECLINE"
