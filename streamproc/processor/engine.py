@@ -108,6 +108,8 @@ class Processor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = asyncio.Event()
         self.last_poll_monotonic = time.monotonic()
+        # Read when scraped, not written per event.
+        metrics.in_flight_events.set_function(lambda: self._in_flight)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -188,7 +190,6 @@ class Processor:
         part.events[record.offset] = ev
         self._in_flight += 1
         self.metrics.consumed.inc()
-        self.metrics.in_flight_events.set(self._in_flight)
         try:
             ev.event = decode_event(record.value, max_bytes=self._proc.max_event_bytes)
         except BadInputError as exc:
@@ -203,17 +204,17 @@ class Processor:
 
     async def _process(self, ev: _Event) -> None:
         assert ev.event is not None
-        with structlog.contextvars.bound_contextvars(
-            event_id=ev.event.event_id,
-            partition=ev.record.partition,
-            offset=ev.record.offset,
-        ):
-            try:
-                outcome = await self.decider.decide(ev.record, ev.event)
-            except Exception as exc:  # a defect must not stall the partition: dead-letter it
-                log.exception("decide_failed")
-                outcome = self.decider.dead_letter(ev.record, exc, stage="execute")
-            await self._publish(ev, outcome)
+        # This task runs in its own copy of the context, so the binding needs no reset and
+        # reaches every log line of the event, the execute's included.
+        structlog.contextvars.bind_contextvars(
+            event_id=ev.event.event_id, partition=ev.record.partition, offset=ev.record.offset
+        )
+        try:
+            outcome = await self.decider.decide(ev.record, ev.event)
+        except Exception as exc:  # a defect must not stall the partition: dead-letter it
+            log.exception("decide_failed")
+            outcome = self.decider.dead_letter(ev.record, exc, stage="execute")
+        await self._publish(ev, outcome)
 
     async def _publish(self, ev: _Event, outcome: Outcome) -> None:
         try:
@@ -241,7 +242,6 @@ class Processor:
         part.offsets.complete(record.offset)
         del part.events[record.offset]
         self._in_flight -= 1
-        self.metrics.in_flight_events.set(self._in_flight)
         if ev.gated:
             for offset in self._gate.finish(record.tp, record.key, record.offset):
                 self._start(part.events[offset])
@@ -379,7 +379,6 @@ class Processor:
             self._in_flight -= 1
             if ev.task is not None:
                 ev.task.cancel()
-        self.metrics.in_flight_events.set(self._in_flight)
         # Events that leave with the partition never complete: without this, losing the
         # partitions that held the in-flight work would leave the others paused for good.
         self._maybe_resume()

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from prometheus_client import Counter
+
 from streamproc.config import Settings
 from streamproc.controlroom.values import BotValue
 from streamproc.core.deadletters import dead_letter_headers_for, error_class_name, safe_message
@@ -74,6 +76,7 @@ class Decider:
         self._min_useful_s = proc.min_useful_ms / 1000
         self._skew_s = proc.clock_skew_tolerance_ms / 1000
         self._mappings = {t.name: t.mapping for t in settings.api_tasks}
+        self._decided: dict[tuple[str, str], Counter] = {}
 
     async def decide(self, record: ConsumedRecord, event: TransactionEvent) -> Outcome:
         now = self.clock()
@@ -171,7 +174,11 @@ class Decider:
             self.metrics.dead_letters.labels(outcome.label).inc()
             return
         fallback = outcome.fallback_reason is not None
-        self.metrics.decided.labels(outcome.label, "true" if fallback else "false").inc()
+        key = (outcome.label, "true" if fallback else "false")
+        decided = self._decided.get(key)
+        if decided is None:
+            decided = self._decided[key] = self.metrics.decided.labels(*key)
+        decided.inc()
         if outcome.fallback_reason is not None:
             self.metrics.fallbacks.labels(outcome.fallback_reason).inc()
             log.info("event_fallback", reason=outcome.fallback_reason, decision=outcome.label)

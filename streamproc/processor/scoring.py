@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from prometheus_client import Counter
+
 from streamproc.config import ApiTaskSettings
 from streamproc.controlroom.values import BotValue
 from streamproc.core.deadlines import Deadline
@@ -125,6 +127,23 @@ class _LatencyEstimate:
         )
 
 
+class _TaskMetrics:
+    """One API Task's metric children, bound once: a label lookup per event adds up."""
+
+    def __init__(self, metrics: ProcessorMetrics, task: str) -> None:
+        self._attempts = metrics.attempts
+        self._task = task
+        self._by_outcome: dict[str, Counter] = {}
+        self.latency = metrics.execute_latency.labels(task)
+        self.late = metrics.late_results.labels(task)
+
+    def attempts(self, outcome: str) -> Counter:
+        child = self._by_outcome.get(outcome)
+        if child is None:
+            child = self._by_outcome[outcome] = self._attempts.labels(self._task, outcome)
+        return child
+
+
 @dataclass(slots=True)
 class TaskRunner:
     """Executes one API Task for one event at a time, many events concurrently."""
@@ -137,6 +156,10 @@ class TaskRunner:
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
     latency: _LatencyEstimate = field(default_factory=_LatencyEstimate)
+    _children: _TaskMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._children = _TaskMetrics(self.metrics, self.settings.name)
 
     @property
     def name(self) -> str:
@@ -209,13 +232,13 @@ class TaskRunner:
         progress.latency_s += elapsed
         progress.status = status
         self.latency.observe(elapsed)
-        self.metrics.attempts.labels(self.name, outcome).inc()
-        self.metrics.execute_latency.labels(self.name).observe(elapsed)
+        self._children.attempts(outcome).inc()
+        self._children.latency.observe(elapsed)
 
     def _accept(self, progress: TaskProgress, result: ExecuteOutcome) -> None:
         if progress.abandoned:
             progress.state = "done"
-            self.metrics.late_results.labels(self.name).inc()
+            self._children.late.inc()
             return
         # A malformed output is the API Task's permanent fault for this event.
         progress.verdict = read_task_output(result.outputs, self.settings.mapping.outputs)
