@@ -148,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     execute.add_argument(
         "--transport",
-        choices=("aiohttp", "httpx"),
+        choices=("aiohttp", "httpx", "pyreqwest"),
         default=DEFAULT_TRANSPORT,
         help=f"HTTP library for the execute call (default {DEFAULT_TRANSPORT})",
     )

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-TransportKind = Literal["aiohttp", "httpx"]
+TransportKind = Literal["aiohttp", "httpx", "pyreqwest"]
 DEFAULT_TRANSPORT: TransportKind = "aiohttp"
 
 
@@ -53,7 +53,7 @@ def make_execute_transport(
     """A pooled transport for executes; one per process is enough (it is safe to share)."""
     if max_connections < 1:
         raise ValueError("max_connections must be at least 1")
-    # Imported here because both implementations import RawResponse from this module.
+    # Imported here because the implementations import RawResponse from this module.
     if kind == "aiohttp":
         from streamproc.controlroom.transport_aiohttp import AiohttpExecuteTransport  # noqa: PLC0415
 
@@ -62,7 +62,15 @@ def make_execute_transport(
         from streamproc.controlroom.transport_httpx import HttpxExecuteTransport  # noqa: PLC0415
 
         return HttpxExecuteTransport(max_connections=max_connections, verify_tls=verify_tls)
-    raise ValueError(f"unknown execute transport {kind!r}; expected 'aiohttp' or 'httpx'")
+    if kind == "pyreqwest":
+        from streamproc.controlroom.transport_pyreqwest import (  # noqa: PLC0415
+            PyreqwestExecuteTransport,
+        )
+
+        return PyreqwestExecuteTransport(max_connections=max_connections, verify_tls=verify_tls)
+    raise ValueError(
+        f"unknown execute transport {kind!r}; expected 'aiohttp', 'httpx' or 'pyreqwest'"
+    )
 
 
 def pool_size(transport: ExecuteTransport) -> int | None:
