@@ -98,7 +98,7 @@ def decisions_text(snapshot: Snapshot) -> str:
 
 def processor_text(view: ProcessorView | None) -> str:
     if view is None:
-        return "in flight -"
+        return ""
     text = f"in flight {count(view.in_flight)}"
     if view.paused:
         text += " (intake paused: backpressure)"
@@ -114,7 +114,7 @@ def live_lines(tick: Tick) -> list[str]:
     dead = sum(snap.dead_letters.values())
     fallbacks = sum(snap.fallbacks.values())
     hint = " · Ctrl-C to stop" if tick.phase == "running" else ""
-    return [
+    lines = [
         f"streamproc demo · {tick.phase} · {clock(tick.elapsed_s)}{hint}",
         f"  produced     {count(snap.sent):>9}  {tick.produced_per_s:7.0f}/s"
         f"   malformed on purpose {count(snap.malformed_sent)}",
@@ -126,6 +126,7 @@ def live_lines(tick: Tick) -> list[str]:
         f"  latency      p50 {ms(snap.latency_p50_ms)} · p99 {ms(snap.latency_p99_ms)}"
         f"   (occurred_at to decision, last {LATENCY_WINDOW_S:.0f} s)",
     ]
+    return [line.rstrip() for line in lines]
 
 
 def live_line(tick: Tick) -> str:

@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -128,6 +129,7 @@ class Demo:
         self._feed: SampleFeed | None = None
         self._feed_started_at: float | None = None
         self._rates = RateMeter()
+        self._metrics_note = ""
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -177,9 +179,20 @@ class Demo:
             )
         self._write("streamproc demo")
         self._write(f"  broker        {kafka.bootstrap_servers}")
+        self._free_metrics_port()
         self._start_control_room(stack)
         await self._create_topics()
         await self._start_group()
+
+    def _free_metrics_port(self) -> None:
+        """Serve metrics on a free port when the configured one is taken (by `streamproc run`,
+        say): the metrics are a side show here, not a reason to refuse to start."""
+        obs = self.settings.observability
+        if not obs.http_enabled or obs.http_port == 0 or _can_bind(obs.http_host, obs.http_port):
+            return
+        self._metrics_note = f" ({obs.http_port} is in use)"
+        free = obs.model_copy(update={"http_port": 0})
+        self.settings = self.settings.model_copy(update={"observability": free})
 
     def _start_control_room(self, stack: contextlib.ExitStack) -> None:
         cr_url = self.settings.controlroom.url
@@ -233,7 +246,7 @@ class Demo:
         actual = await asyncio.to_thread(
             describe_partitions, kafka.bootstrap_servers, kafka.input_topic, client_config=common
         )
-        note = "" if actual == partitions else f", existing: --partitions {partitions} ignored"
+        note = "" if actual == partitions else ": it existed already"
         self._write(
             f"  topics        {kafka.input_topic} ({actual} partitions{note}) ->"
             f" {kafka.decisions_topic}, {kafka.dead_letter_topic}"
@@ -250,8 +263,7 @@ class Demo:
             update={"kafka": kafka.model_copy(update={"group_id": group})}
         )
         self._write(
-            f"  processor     consumer group {group}, starting at the end of"
-            f" {kafka.input_topic}: only this run's events"
+            f"  processor     consumer group {group} (new each run: only this run's events)"
         )
 
     async def _run_started(self) -> int:
@@ -295,10 +307,19 @@ class Demo:
             running = started.result()
             if running.server is not None:
                 host = self.settings.observability.http_host
-                self._write(f"  metrics       http://{host}:{running.server.port}/metrics")
+                self._write(
+                    f"  metrics       http://{host}:{running.server.port}/metrics"
+                    + self._metrics_note
+                )
             return running
         if processor in done:
-            processor.result()  # raises what stopped it
+            try:
+                processor.result()  # raises what stopped it
+            except OSError as exc:  # the only socket it binds is the metrics server's
+                raise StartupError(
+                    f"the processor cannot serve metrics: {exc}; set"
+                    " STREAMPROC_OBSERVABILITY__HTTP_PORT=0 for a free port"
+                ) from exc
         raise StartupError(f"the processor did not start within {timeout_s:g} s; see the log")
 
     async def _await_assignment(self) -> None:
@@ -335,8 +356,8 @@ class Demo:
         )
         self._write(f"  log           {self.log_path} (processor, emulator and Kafka clients)")
         self._write(
-            "  Ctrl-C        stops the generator, awaits every event's output, drains the"
-            " processor, then prints a summary (a second Ctrl-C aborts)"
+            "  Ctrl-C        stops producing, waits for every output, drains, sums up"
+            " (twice: aborts)"
         )
         self._write("")
         self._enter("running")
@@ -468,6 +489,16 @@ class Demo:
 
     def _write(self, line: str) -> None:
         self.view.message(line)
+
+
+def _can_bind(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _security(common: dict[str, Any]) -> dict[str, Any]:

@@ -120,3 +120,22 @@ def test_demo_says_when_the_emulator_port_is_taken(
     assert f"cannot start the Control Room emulator on 127.0.0.1:{port}" in result.stderr
     assert "--emulator-port PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_serves_metrics_elsewhere_when_their_port_is_taken(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A busy metrics port does not stop the demo: it serves them on a free port and says so."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**demo_env, "STREAMPROC_OBSERVABILITY__HTTP_PORT": str(port)}
+        result = run_demo(
+            env, "--duration", "1", "--rate", "50", "--emulator-port", "0",
+            "--log-dir", str(tmp_path),
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(
+        rf"metrics +http://127\.0\.0\.1:\d+/metrics \({port} is in use\)", result.stdout
+    )
