@@ -24,7 +24,9 @@ def map_aiohttp_errors(method: str, url: str) -> Iterator[None]:
         raise EndpointTimeoutError(
             "no response in time", method=method, url=public_url(url)
         ) from exc
-    except aiohttp.InvalidURL as exc:
+    # A non-HTTP scheme is as unusable as a malformed URL, but aiohttp does not make it an
+    # InvalidURL; left to ClientError it would pass for a retryable connection failure.
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
         raise BadRequestError(
             f"invalid URL: {scrub(str(exc))}", method=method, url=public_url(url)
         ) from exc

@@ -132,6 +132,7 @@ def test_httpx_exceptions_are_mapped_and_chained(raised: Exception, error: type[
         (TimeoutError(), EndpointTimeoutError),
         (ConnectionResetError("reset"), EndpointConnectionError),
         (aiohttp.InvalidURL("nope"), BadRequestError),
+        (aiohttp.NonHttpUrlClientError("ftp://h.test/execute"), BadRequestError),
     ],
 )
 def test_aiohttp_exceptions_are_mapped_and_chained(
