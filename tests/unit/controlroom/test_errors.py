@@ -5,14 +5,20 @@ from datetime import UTC, datetime
 import aiohttp
 import httpx
 import pytest
+from pyreqwest import exceptions as pyreqwest_errors
+from pyreqwest.middleware import Next
+from pyreqwest.request import Request
+from pyreqwest.response import Response, ResponseBuilder
 
 from streamproc.controlroom.http_errors import (
     error_for_status,
     public_url,
     retry_after_seconds,
 )
+from streamproc.controlroom.transport import TransportKind, make_execute_transport
 from streamproc.controlroom.transport_aiohttp import map_aiohttp_errors
 from streamproc.controlroom.transport_httpx import HttpxExecuteTransport, map_httpx_errors
+from streamproc.controlroom.transport_pyreqwest import PyreqwestExecuteTransport
 from streamproc.errors import (
     AuthError,
     BadRequestError,
@@ -160,3 +166,114 @@ async def test_httpx_transport_returns_statuses_and_maps_failures() -> None:
             await transport.post("https://h.test/down", {}, b"{}", 1.0)
     finally:
         await transport.aclose()
+
+
+def _causes(*messages: str) -> pyreqwest_errors.CauseErrorDetails:
+    return {"causes": [{"message": m} for m in messages]}
+
+
+@pytest.mark.parametrize(
+    ("raised", "error"),
+    [
+        (
+            pyreqwest_errors.ConnectError(
+                "connection error", _causes(f"error sending request for url ({URL})", "refused")
+            ),
+            EndpointConnectionError,
+        ),
+        (pyreqwest_errors.ReadError("read error", _causes("reset")), EndpointConnectionError),
+        (
+            pyreqwest_errors.ClientClosedError("Client was closed", {"causes": None}),
+            EndpointConnectionError,
+        ),
+        (pyreqwest_errors.ReadTimeoutError("read timeout", _causes("slow")), EndpointTimeoutError),
+        (
+            pyreqwest_errors.ConnectTimeoutError("connection timeout", _causes()),
+            EndpointTimeoutError,
+        ),
+        (
+            pyreqwest_errors.PoolTimeoutError("Timeout acquiring semaphore", _causes()),
+            EndpointTimeoutError,
+        ),
+        (pyreqwest_errors.BuilderError("builder error", _causes("scheme")), BadRequestError),
+        (ValueError("relative URL without a base"), BadRequestError),
+        (ConnectionResetError("reset"), EndpointConnectionError),
+    ],
+)
+async def test_pyreqwest_exceptions_are_mapped_and_chained(
+    raised: Exception, error: type[Exception]
+) -> None:
+    """pyreqwest exceptions enter the tree in the transport, chained, the URL's query cut off."""
+
+    async def handler(_request: Request, _next: Next) -> Response:
+        raise raised
+
+    transport = PyreqwestExecuteTransport(middleware=handler)
+    try:
+        with pytest.raises(error) as caught:
+            await transport.post(URL, {}, b"{}", 1.0)
+    finally:
+        await transport.aclose()
+    assert caught.value.__cause__ is raised
+    assert "token=abc" not in str(caught.value)
+
+
+async def test_pyreqwest_transport_returns_statuses_and_maps_failures() -> None:
+    """The pyreqwest transport sends headers and body as given, returns any status as data."""
+    seen: list[Request] = []
+
+    async def handler(request: Request, _next: Next) -> Response:
+        seen.append(request)
+        if request.url.path == "/down":
+            raise pyreqwest_errors.ConnectError("connection error", _causes("refused"))
+        return await (
+            ResponseBuilder().status(429).header("Retry-After", "1").body_bytes(b"{}").build()
+        )
+
+    transport = PyreqwestExecuteTransport(middleware=handler)
+    try:
+        raw = await transport.post("https://h.test/execute", {"X-Request-Id": "r1"}, b"[1]", 1.0)
+        assert (raw.status, raw.headers["retry-after"], raw.body) == (429, "1", b"{}")
+        assert type(raw.body) is bytes
+        with pytest.raises(EndpointConnectionError) as caught:
+            await transport.post("https://h.test/down", {}, b"{}", 1.0)
+    finally:
+        await transport.aclose()
+    assert isinstance(caught.value.__cause__, pyreqwest_errors.ConnectError)
+    sent = seen[0]
+    assert (sent.method, sent.headers["x-request-id"]) == ("POST", "r1")
+    assert sent.body is not None
+    assert sent.body.copy_bytes() == b"[1]"
+
+
+async def test_pyreqwest_transport_without_time_left_is_a_timeout() -> None:
+    """A spent budget is a timeout at once, not a duration reqwest would refuse as invalid."""
+    transport = PyreqwestExecuteTransport()
+    try:
+        with pytest.raises(EndpointTimeoutError):
+            await transport.post("https://h.test/execute", {}, b"{}", -0.5)
+    finally:
+        await transport.aclose()
+
+
+async def test_pyreqwest_transport_refuses_use_after_close() -> None:
+    """A closed transport says so, like the aiohttp one, instead of a retryable error."""
+    transport = PyreqwestExecuteTransport()
+    await transport.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.post("https://h.test/execute", {}, b"{}", 1.0)
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx", "pyreqwest"])
+@pytest.mark.parametrize(
+    "url", ["not a url", "/relative/execute", "ftp://h.test/execute", "http://"]
+)
+async def test_unusable_urls_are_bad_requests(kind: TransportKind, url: str) -> None:
+    """Every execute transport rejects a URL it cannot send to with BadRequestError."""
+    transport = make_execute_transport(kind)
+    try:
+        with pytest.raises(BadRequestError) as caught:
+            await transport.post(url, {}, b"{}", 1.0)
+    finally:
+        await transport.aclose()
+    assert caught.value.__cause__ is not None

@@ -11,6 +11,10 @@ import httpx
 import orjson
 import pytest
 import structlog
+from pyreqwest.exceptions import ConnectError
+from pyreqwest.middleware import Next
+from pyreqwest.request import Request
+from pyreqwest.response import Response
 
 from streamproc import logs
 from streamproc.controlroom.client import ControlRoomClient
@@ -21,8 +25,9 @@ from streamproc.controlroom.credentials import (
 )
 from streamproc.controlroom.transport import RawResponse
 from streamproc.controlroom.transport_httpx import HttpxExecuteTransport
+from streamproc.controlroom.transport_pyreqwest import PyreqwestExecuteTransport
 from streamproc.controlroom.values import StringValue
-from streamproc.errors import StreamprocError
+from streamproc.errors import BadRequestError, StreamprocError
 from tests.unit.controlroom.conftest import MakeClient
 from tests.unit.controlroom.fakes import (
     API_KEY,
@@ -124,6 +129,35 @@ async def test_connection_errors_never_show_query_secrets(captured: list[dict[st
     finally:
         await transport.aclose()
     assert_clean(str(caught.value) + repr(caught.value), BEARER)
+
+
+async def test_pyreqwest_connection_errors_never_show_query_secrets() -> None:
+    """pyreqwest's causes quote the full URL; the mapped error keeps none of its query."""
+
+    async def handler(request: Request, _next: Next) -> Response:
+        quoted = f"error sending request for url ({request.url})"
+        raise ConnectError("connection error", {"causes": [{"message": quoted}] * 2})
+
+    transport = PyreqwestExecuteTransport(middleware=handler)
+    try:
+        with pytest.raises(StreamprocError) as caught:
+            await transport.post(f"https://h.test/execute?token={BEARER}", {}, b"{}", 1.0)
+    finally:
+        await transport.aclose()
+    assert_clean(str(caught.value) + repr(caught.value), BEARER)
+
+
+@pytest.mark.parametrize("token", [f"{BEARER}\r\n", f"{BEARER}\x00", f"Bearer\n{BEARER}"])
+async def test_pyreqwest_unsendable_token_is_not_quoted(token: str) -> None:
+    """pyreqwest quotes a header value it rejects; the error names the header, not the token."""
+    transport = PyreqwestExecuteTransport()
+    try:
+        with pytest.raises(BadRequestError) as caught:
+            await transport.post("https://h.test/execute", {"X-Authorization": token}, b"{}", 1.0)
+    finally:
+        await transport.aclose()
+    assert "'X-Authorization'" in str(caught.value)
+    assert_clean(full_text(caught.value), BEARER)
 
 
 async def test_normal_operation_logs_no_secret(
