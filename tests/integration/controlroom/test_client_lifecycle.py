@@ -31,7 +31,7 @@ from tests.integration.controlroom.conftest import (
 
 pytestmark = pytest.mark.integration
 
-TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx"]
+TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx", "pyreqwest"]
 ZIP = {"iStrZipCode": StringValue("76131")}
 
 
@@ -172,6 +172,49 @@ async def test_slow_execute_is_an_endpoint_timeout(
             await session.execute(ZIP, timeout_s=0.2)
     finally:
         await transport.aclose()
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_pool_limit_holds_under_concurrency(
+    emulator: EmulatorHandle, cr_client: MakeClient, kind: TransportKind
+) -> None:
+    """Eight concurrent executes through a pool of two never have more than two in flight."""
+    await cr_client(emulator.url).create_allocation(149, concurrency_limit=16)
+    emulator.set_behavior(149, latency_ms=100)
+    transport = make_execute_transport(kind, max_connections=2)
+    try:
+        session = cr_client(emulator.url, developer()).execution_session(ZIP_CODE_TASK, transport)
+        await session.refresh()
+        results = await asyncio.gather(*(session.execute(ZIP, timeout_s=10.0) for _ in range(8)))
+    finally:
+        await transport.aclose()
+    assert [r.status for r in results] == [200] * 8
+    stats = emulator.allocation_stats(149)
+    assert (stats["executed"], stats["maxInFlight"]) == (8, 2)
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_waiting_for_a_pooled_connection_counts_against_the_timeout(
+    emulator: EmulatorHandle, cr_client: MakeClient, kind: TransportKind
+) -> None:
+    """With the only connection busy, an execute times out within its own timeout_s."""
+    await cr_client(emulator.url).create_allocation(149, concurrency_limit=4)
+    emulator.set_behavior(149, latency_ms=1500)
+    transport = make_execute_transport(kind, max_connections=1)
+    try:
+        session = cr_client(emulator.url, developer()).execution_session(ZIP_CODE_TASK, transport)
+        await session.refresh()
+        busy = asyncio.create_task(session.execute(ZIP, timeout_s=10.0))
+        await wait_until(lambda: emulator.allocation_stats(149)["inFlight"] == 1)
+        started = time.perf_counter()
+        with pytest.raises(EndpointTimeoutError):
+            await session.execute(ZIP, timeout_s=0.3)
+        waited = time.perf_counter() - started
+        assert (await busy).status == 200
+    finally:
+        await transport.aclose()
+    assert waited < 1.0  # the busy connection is freed only after about 1.5 s
+    assert emulator.allocation_stats(149)["executed"] == 1
 
 
 def _closed_port() -> int:

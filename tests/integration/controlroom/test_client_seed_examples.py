@@ -33,7 +33,7 @@ from tests.integration.controlroom.conftest import (
 
 pytestmark = pytest.mark.integration
 
-TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx"]
+TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx", "pyreqwest"]
 
 # The list response of the documentation, field for field.
 DOC_LIST = [
