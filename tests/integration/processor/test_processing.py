@@ -228,8 +228,8 @@ async def test_a_slow_api_task_yields_on_time_fallbacks(
 ) -> None:
     """When executes take longer than the SLA, every event is decided by fallback at its
     deadline, not when the execute returns; the late results are dropped and counted."""
-    sla_ms = 400
-    emulator = emulator_factory(latency_ms=1500)
+    sla_ms = 1000
+    emulator = emulator_factory(latency_ms=3000)
     topics = new_topics(kafka_bootstrap, partitions=1)
     settings = settings_for(
         kafka_bootstrap,
@@ -237,6 +237,11 @@ async def test_a_slow_api_task_yields_on_time_fallbacks(
         topics,
         unique_group,
         processing={"decision_sla_ms": sla_ms},
+        api_tasks=(
+            ApiTaskSettings(
+                name="fraud", repository_path=FRAUD_SCORE_PATH, attempt_timeout_ms=10_000
+            ),
+        ),
     )
     async with collecting(kafka_bootstrap, topics) as outputs, running(settings) as handle:
         events = await asyncio.to_thread(
@@ -251,10 +256,10 @@ async def test_a_slow_api_task_yields_on_time_fallbacks(
     for out in outputs.decisions():
         record = out.json
         assert record["fallback"] is True
-        assert record["fallback_reason"] == "deadline"
+        assert record["fallback_reason"] == "deadline", record
         assert record["decision"] == "REVIEW"
-        # On time: decided at the deadline, well before the 1.5 s execute returned.
-        assert sla_ms <= record["latency_ms"] < sla_ms + 400, record["latency_ms"]
+        # On time: decided at the deadline, long before the 3 s execute returned.
+        assert sla_ms <= record["latency_ms"] < sla_ms + 500, record["latency_ms"]
 
 
 async def test_a_failing_api_task_yields_on_time_fallbacks_not_dead_letters(
@@ -262,7 +267,7 @@ async def test_a_failing_api_task_yields_on_time_fallbacks_not_dead_letters(
 ) -> None:
     """When every execute fails with a 5xx, events are retried within the deadline and then
     decided by fallback on time; nothing goes to the dead-letter topic."""
-    sla_ms = 400
+    sla_ms = 2000
     emulator = emulator_factory(error_rate=1.0)
     topics = new_topics(kafka_bootstrap, partitions=1)
     settings = settings_for(
@@ -280,7 +285,7 @@ async def test_a_failing_api_task_yields_on_time_fallbacks_not_dead_letters(
     for out in outputs.decisions():
         record = out.json
         assert record["fallback"] is True
-        assert record["fallback_reason"] in {"retries_exhausted", "endpoint_unavailable"}
+        assert record["fallback_reason"] == "endpoint_unavailable", record
         assert record["tasks"]["fraud"]["attempts"] >= 2
         assert record["latency_ms"] < sla_ms + 400, record["latency_ms"]
 
@@ -292,7 +297,10 @@ async def test_tokens_expiring_mid_run_are_refreshed_without_a_failed_event(
     fallback or dead letter: tokens are refreshed before expiry or on the first 401."""
     emulator = emulator_factory(token_ttl_seconds=2, execution_token_ttl_seconds=2, latency_ms=5)
     topics = new_topics(kafka_bootstrap, partitions=1)
-    settings = settings_for(kafka_bootstrap, emulator.url, topics, unique_group)
+    # A generous SLA: what is tested is that no event fails, not how fast a refresh is.
+    settings = settings_for(
+        kafka_bootstrap, emulator.url, topics, unique_group, processing={"decision_sla_ms": 5000}
+    )
     total = 150
 
     def make(i: int) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
@@ -303,5 +311,9 @@ async def test_tokens_expiring_mid_run_are_refreshed_without_a_failed_event(
         await asyncio.to_thread(producer.join, 60)
         await wait_for(lambda: outputs.count() >= total, 30, "every decision")
     assert outputs.dead_letters() == []
-    fallbacks = [o.json["event_id"] for o in outputs.decisions() if o.json["fallback"]]
+    fallbacks = [
+        (o.json["event_id"], o.json["fallback_reason"])
+        for o in outputs.decisions()
+        if o.json["fallback"]
+    ]
     assert fallbacks == []
