@@ -107,7 +107,12 @@ class KafkaSource:
         return result
 
     def _consume(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
-        messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        # consume(n, t) returns only once n records came or t passed, so asking for a batch
+        # would hold the first record back for up to t. Wait for one, then take what is
+        # already fetched without waiting.
+        messages = self._consumer.consume(num_messages=1, timeout=timeout_s)
+        if messages and max_records > 1:
+            messages += self._consumer.consume(num_messages=max_records - 1, timeout=0)
         records: list[ConsumedRecord] = []
         for msg in messages:
             err = msg.error()

@@ -340,7 +340,8 @@ class Processor:
         await self._assignment_changed()
 
     async def _assignment_changed(self) -> None:
-        if self._on_assignment is not None:
+        # While stopping, the final revoke empties the assignment: nothing to re-split for.
+        if self._on_assignment is not None and not self._stopping:
             try:
                 await self._on_assignment(list(self._partitions))
             except Exception:  # a failed re-split keeps the previous shares; not fatal

@@ -176,9 +176,17 @@ class TaskRunner:
         timeout_s = self.settings.attempt_timeout_ms / 1000
         while True:
             progress.state = "waiting_budget"
-            if not await self.budget.acquire(deadline.remaining(self.clock())):
+            # A slot is only worth taking while an execute can still finish in time: under
+            # overload, slots handed to events that will miss their deadline anyway would
+            # starve the ones that would not.
+            expected_s = self.latency.value_s
+            got = await self.budget.acquire(deadline.remaining(self.clock()) - expected_s)
+            if got and deadline.remaining(self.clock()) < expected_s:
+                self.budget.release()
+                got = False
+            if not got:
                 progress.state = "failed"
-                raise BudgetTimeoutError(f"{self.name}: no budget slot before the deadline")
+                raise BudgetTimeoutError(f"{self.name}: no budget slot in time for the deadline")
             progress.state = "executing"
             progress.attempts += 1
             started = time.perf_counter()

@@ -41,3 +41,57 @@ def test_a_commit_computed_before_a_revoke_skips_the_revoked_partition() -> None
     assert consumer.commits == [[("t", 0, 10)]]
     assert source._commit_now({TopicPartition("t", 1): 9})
     assert consumer.commits == [[("t", 0, 10)]]
+
+
+class BatchConsumer:
+    """Records how consume() is asked: the first record must not wait for a full batch."""
+
+    def __init__(self, ready: int) -> None:
+        self.ready = ready
+        self.calls: list[tuple[int, float]] = []
+
+    def consume(self, *, num_messages: int, timeout: float) -> list[Any]:
+        self.calls.append((num_messages, timeout))
+        take = min(num_messages, self.ready)
+        self.ready -= take
+        return [FakeMessage(i) for i in range(take)]
+
+
+class FakeMessage:
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def error(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return b"{}"
+
+    def headers(self) -> None:
+        return None
+
+
+def test_a_poll_waits_for_one_record_then_takes_what_is_ready() -> None:
+    """A batch poll blocks only until the first record, then drains without waiting, so a
+    lone event is not held back for the poll timeout."""
+    source = KafkaSource({}, ["t"], NoListener())
+    consumer = BatchConsumer(ready=3)
+    source._consumer = consumer
+    records = source._consume(500, 0.1)
+    assert len(records) == 3
+    assert consumer.calls == [(1, 0.1), (499, 0)]

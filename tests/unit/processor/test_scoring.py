@@ -351,3 +351,26 @@ async def test_one_task_out_of_retries_waits_for_the_others_in_time(rig: Rig) ->
     assert by_task["fraud"].failure == "over_budget"
     assert by_task["aml"].verdict is not None
     assert by_task["aml"].verdict.decision == "DECLINE"
+
+
+async def test_a_slot_is_not_spent_on_an_execute_that_cannot_finish_in_time(rig: Rig) -> None:
+    """With executes known to take ~50 ms and 30 ms left, a free slot is left for events that
+    can still be answered in time: the event falls back "over_budget" without an execute."""
+    executor = FakeExecutor(verdict())
+    runner = rig.runner(executor)
+    runner.latency.observe(0.05)
+    outcome = await rig.score(rig.scorer(), remaining_s=0.03)
+    assert isinstance(outcome, FellBack)
+    assert outcome.reason == "over_budget"
+    assert executor.calls == []
+    assert rig.budget().in_flight == 0
+
+
+async def test_with_time_for_an_execute_the_slot_is_used(rig: Rig) -> None:
+    """The same expected latency with 200 ms left: the execute runs and scores the event."""
+    executor = FakeExecutor(verdict())
+    runner = rig.runner(executor)
+    runner.latency.observe(0.05)
+    outcome = await rig.score(rig.scorer(), remaining_s=0.2)
+    assert isinstance(outcome, Scored)
+    assert len(executor.calls) == 1
