@@ -160,7 +160,7 @@ class ControlRoomSettings(_Section):
     request_timeout_ms: int = Field(10_000, ge=100)
     token_refresh_margin_s: float = Field(60.0, ge=0)
     access_refresh_interval_s: float = Field(300.0, ge=5)
-    execute_transport: Literal["aiohttp", "httpx", "pyreqwest"] = "aiohttp"
+    execute_transport: Literal["aiohttp", "httpx", "pyreqwest"] = "pyreqwest"
 
     @field_validator("url")
     @classmethod

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from streamproc.config import describe, load_settings
+from streamproc.controlroom.transport import DEFAULT_TRANSPORT
 from streamproc.errors import ConfigError
 
 SECRETS = {
@@ -49,6 +50,11 @@ def test_defaults_load_without_a_file() -> None:
     assert settings.processing.ordering == "key"
     assert [t.name for t in settings.api_tasks] == ["fraud"]
     assert settings.routing.default_tasks == ("fraud",)
+
+
+def test_the_configured_execute_transport_defaults_to_the_measured_one() -> None:
+    """Without a setting, the processor uses the transport the execute benchmark chose."""
+    assert load_settings().controlroom.execute_transport == DEFAULT_TRANSPORT
 
 
 def test_a_toml_file_loads() -> None:
