@@ -118,14 +118,16 @@ class PyreqwestExecuteTransport:
             builder = self._client.post(url)
         except ValueError as exc:
             raise pyreqwest_error(exc, "POST", url) from exc
+        rejected: str | None = None
         try:
             builder = builder.headers(headers)
         except ValueError:
-            # pyreqwest quotes the rejected value, and header values are where the tokens
-            # travel: the error names the header and leaves the library's exception behind.
-            raise BadRequestError(
-                f"invalid header: {_unsendable(headers)}", method="POST", url=public_url(url)
-            ) from None
+            rejected = _unsendable(headers)
+        if rejected is not None:
+            # pyreqwest's ValueError quotes the rejected value, and header values are where
+            # the tokens travel: raised outside the handler, this error names the header and
+            # carries that exception neither as cause nor as context.
+            raise BadRequestError(f"invalid header: {rejected}", method="POST", url=public_url(url))
         try:
             request = builder.body_bytes(body).timeout(timedelta(seconds=timeout_s)).build()
             # A consumed request: send() returns with the body read, within the timeout.

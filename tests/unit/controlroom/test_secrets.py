@@ -157,6 +157,8 @@ async def test_pyreqwest_unsendable_token_is_not_quoted(token: str) -> None:
     finally:
         await transport.aclose()
     assert "'X-Authorization'" in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
     assert_clean(full_text(caught.value), BEARER)
 
 
