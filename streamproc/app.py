@@ -8,9 +8,11 @@ topic, or an API Task without any budget.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TypeVar
 
 from streamproc.config import ControlRoomSettings, Settings, describe
 from streamproc.controlroom.client import ControlRoomClient
@@ -22,7 +24,15 @@ from streamproc.controlroom.credentials import (
 )
 from streamproc.controlroom.transport import make_execute_transport
 from streamproc.core.budgets import resolve_limit
-from streamproc.errors import AccessDetailsError, ConfigError, ControlRoomError
+from streamproc.errors import (
+    AccessDetailsError,
+    AuthError,
+    ConfigError,
+    KafkaAdminError,
+    PermissionDeniedError,
+    RetryableError,
+    StartupError,
+)
 from streamproc.kafka.admin import describe_partitions, missing_topics
 from streamproc.kafka.consumer import KafkaSource
 from streamproc.kafka.producer import KafkaSink
@@ -36,6 +46,7 @@ from streamproc.processor.outcomes import Decider
 from streamproc.processor.scoring import EventScorer, TaskRunner
 
 log = get_logger("app")
+T = TypeVar("T")
 
 
 def credentials(cr: ControlRoomSettings, *, admin: bool = False) -> Credentials:
@@ -106,6 +117,35 @@ class Running:
     server: ObservabilityServer | None
 
 
+async def when_reachable(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    timeout_s: float,
+    *,
+    first_delay_s: float = 0.5,
+) -> T:
+    """``attempt()``, retried with backoff while the service does not answer yet.
+
+    Containers start in any order: a processor up before its broker or Control Room should
+    wait for them, not crash-loop. Errors that waiting cannot fix (refused credentials, a
+    missing topic, a bad path) are raised at once.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = first_delay_s
+    while True:
+        try:
+            return await attempt()
+        except (RetryableError, KafkaAdminError) as exc:
+            if isinstance(exc, KafkaAdminError) and not exc.retriable:
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StartupError(f"{what}: no answer within {timeout_s:g} s: {exc}") from exc
+            log.warning("waiting_for_dependency", what=what, error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
+
+
 async def check_topics(settings: Settings) -> None:
     kafka = settings.kafka
     missing = await asyncio.to_thread(
@@ -142,9 +182,15 @@ async def build_runners(
         )
         stack.push_async_callback(session.aclose)
         try:
-            await session.refresh()
+            await when_reachable(
+                "the Control Room", session.refresh, settings.processing.startup_timeout_s
+            )
         except AccessDetailsError as exc:
             raise ConfigError(f"api_tasks.{task.name}.repository_path", exc.reason) from exc
+        except (AuthError, PermissionDeniedError) as exc:
+            raise ConfigError(
+                "controlroom.username", f"cannot get an execution URL: {exc}"
+            ) from exc
         budget = budgets[task.name]
         metrics.allocation_budget.labels(task.name).set(budget.limit)
         metrics.allocation_in_flight.labels(task.name).set_function(
@@ -203,11 +249,15 @@ async def run_processor(
     """Build, run until ``stop`` is set, drain, and release every resource."""
     log.info("starting", settings=describe(settings))
     metrics = metrics or ProcessorMetrics()
-    await check_topics(settings)
+    patience = settings.processing.startup_timeout_s
+    await when_reachable("the Kafka broker", lambda: check_topics(settings), patience)
     try:
-        limits = resolve_budgets(settings, await allocation_limits(settings))
-    except ControlRoomError as exc:
+        allocations = await when_reachable(
+            "the Control Room", lambda: allocation_limits(settings), patience
+        )
+    except (AuthError, PermissionDeniedError) as exc:
         raise ConfigError("controlroom.admin_username", f"cannot read allocations: {exc}") from exc
+    limits = resolve_budgets(settings, allocations)
 
     async with AsyncExitStack() as stack:
         budgets = {name: AsyncBudget(name, limit) for name, limit in limits.items()}

@@ -208,6 +208,9 @@ class ProcessingSettings(_Section):
     min_useful_ms: int = Field(20, ge=0)
     clock_skew_tolerance_ms: int = Field(5_000, ge=0)
     drain_timeout_s: float = Field(10.0, gt=0)
+    # At start, how long to keep retrying a broker or Control Room that does not answer yet
+    # (containers start in any order) before giving up with exit status 1.
+    startup_timeout_s: float = Field(60.0, ge=0)
     # "by_assignment": replicas of one group split each allocation budget by the share of
     # input partitions they own, so together they stay within it. "none": every replica
     # uses the whole budget (only right when each replica has an allocation of its own).

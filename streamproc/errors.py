@@ -2,6 +2,7 @@
 
     StreamprocError
     ├── ConfigError                     fail at start: names the key and what is wrong
+    ├── StartupError                    a dependency (broker, Control Room) never answered
     ├── BadInputError                   dead-letter the event, then commit past it
     │   ├── DecodeError                   stage "decode": not JSON, not an object, too large
     │   ├── EventValidationError          stage "validate": missing or mistyped field
@@ -52,6 +53,10 @@ class ConfigError(StreamprocError):
         self.key = key
         self.problem = problem
         super().__init__(f"config key {key!r}: {problem}")
+
+
+class StartupError(StreamprocError):
+    """A service the processor needs did not answer within the start-up timeout."""
 
 
 class BadInputError(StreamprocError):

@@ -26,7 +26,9 @@ _SECRET_KEY = re.compile(r"pass(word)?|api_?key|token|secret|authori[sz]ation|cr
 
 def redact(value: Any, key: str | None = None) -> Any:
     """Mask secret-named fields and JWT-looking strings, recursively."""
-    if key is not None and _SECRET_KEY.search(key) and value not in (None, "", False):
+    # Only text can carry a secret: a numeric field named like one (token_refresh_margin_s)
+    # stays readable.
+    if key is not None and isinstance(value, str | bytes) and value and _SECRET_KEY.search(key):
         return REDACTED
     if isinstance(value, str):
         return redact_text(value)
