@@ -267,6 +267,7 @@ async def run_processor(
         sink = KafkaSink(kafka.producer_config())
         sink.start()
         stack.push_async_callback(sink.close)
+        await sink.warm_up([kafka.decisions_topic, kafka.dead_letter_topic])
         splitter = budget_splitter(settings, budgets, limits, metrics)
         if splitter is not None:
             await splitter.prime()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from confluent_kafka import KafkaError, Producer
@@ -37,6 +37,12 @@ class KafkaSink:
         if not self._started:
             self._started = True
             self._poller.start()
+
+    async def warm_up(self, topics: Sequence[str], timeout_s: float = 10.0) -> None:
+        """Connect and load the output topics' metadata now, so the first decision does not
+        wait for it (an idempotent producer also fetches its producer id on connecting)."""
+        for topic in topics:
+            await asyncio.to_thread(self._producer.list_topics, topic, timeout_s)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
