@@ -58,7 +58,7 @@ from streamproc.demo.reader import (
 from streamproc.emulator import EmulatorHandle, run_in_thread
 from streamproc.emulator import load_settings as load_emulator_settings
 from streamproc.emulator.server import loop_factory
-from streamproc.errors import ConfigError, StreamprocError
+from streamproc.errors import ConfigError, StartupError, StreamprocError
 from streamproc.kafka.admin import TopicSpec, describe_partitions, ensure_topics
 from streamproc.kafka.records import ConsumedRecord
 
@@ -82,10 +82,6 @@ class DemoOptions:
     malformed_ratio: float = 0.02
     seed: int | None = None
     log_dir: Path = Path(".demo")
-
-
-class StartupError(Exception):
-    """The demo cannot start; the message says what to do."""
 
 
 @dataclass(slots=True)
@@ -535,9 +531,6 @@ def run_demo(
 async def _guarded(run: Coroutine[Any, Any, int], err: TextIO) -> int:
     try:
         return await run
-    except StartupError as exc:
-        err.write(f"streamproc demo: {exc}\n")
-        return 1
     except ConfigError as exc:
         err.write(f"streamproc demo: configuration error: {exc}\n")
         return 2
