@@ -14,7 +14,6 @@ concurrency budget) drives every layer that depends on it.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -40,6 +39,7 @@ from streamproc.core.ordering import OrderingMode
 from streamproc.core.retry import RetryPolicy
 from streamproc.core.routing import RoutingSpec, check_routing
 from streamproc.errors import ConfigError
+from streamproc.tomlfile import read_toml
 
 ENV_PREFIX = "STREAMPROC_"
 # librdkafka properties that hold secrets (sasl.password, ssl.key.password, ssl.key.pem,
@@ -288,15 +288,7 @@ class Settings(BaseSettings):
 
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read and validate the TOML file (optional) and the environment; raise ConfigError."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        file = Path(path)
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError("--config", f"file not found: {file}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("--config", f"{file} is not valid TOML: {exc}") from None
+    data = read_toml(path) if path is not None else {}
     try:
         return Settings(**data)
     except ValidationError as exc:

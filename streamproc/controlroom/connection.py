@@ -13,7 +13,6 @@ Exactly one of password, API key or bearer token must be given; anything else is
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from streamproc.controlroom.credentials import (
     PasswordCredentials,
 )
 from streamproc.errors import ConfigError
+from streamproc.tomlfile import read_toml
 
 ENV_PREFIX = "STREAMPROC_CONTROLROOM__"
 _KEYS = (
@@ -63,15 +63,7 @@ def read_sources(
     """The ``[controlroom]`` keys from the file, overridden by the environment."""
     values: dict[str, Any] = {}
     if config is not None:
-        path = Path(config)
-        try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError("--config", f"file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError("--config", f"cannot read {path}: {type(exc).__name__}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+        document = read_toml(config)
         section = document.get("controlroom", {})
         if not isinstance(section, dict):
             raise ConfigError("controlroom", "must be a table")

@@ -13,7 +13,6 @@ every task: they set ``behavior`` and clear the same field from each ``task_beha
 from __future__ import annotations
 
 import re
-import tomllib
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +32,7 @@ from pydantic_settings.sources import EnvSettingsSource
 
 from streamproc.emulator.behavior import BehaviorPatch, BehaviorSettings
 from streamproc.errors import ConfigError
+from streamproc.tomlfile import read_toml
 
 ENV_PREFIX = "STREAMPROC_EMULATOR_"
 ADMIN_ROLE = "AAE_Admin"
@@ -210,7 +210,7 @@ def load_settings(
     environ: bool = True,
 ) -> EmulatorSettings:
     """Settings from defaults < TOML file < environment < overrides; ConfigError if invalid."""
-    data: dict[str, Any] = _read_toml(Path(path)) if path is not None else {}
+    data: dict[str, Any] = read_toml(path, key="config") if path is not None else {}
     if environ:
         data = _deep_merge(data, EnvSettingsSource(EmulatorSettings)())
     flat = {k: v for k, v in (overrides or {}).items() if k in FLAT_BEHAVIOR_KEYS}
@@ -251,18 +251,6 @@ def dotted(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError("config", f"file {str(path)!r} does not exist") from None
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {str(path)!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", f"{str(path)!r} is not valid TOML: {exc}") from None
 
 
 def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -228,3 +228,11 @@ def test_overrides_cannot_undo_at_least_once(tmp_path: Path, table: str, name: s
     error = config_error(toml(tmp_path, f'[kafka.{table}]\n"{name}" = "true"\n'))
     assert error.key == f"kafka.{table}"
     assert name in error.problem
+
+
+def test_a_config_path_that_is_not_a_readable_file_is_a_config_error(tmp_path: Path) -> None:
+    """A directory given as --config fails with the key and the reason, not a traceback."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path)
+    assert caught.value.key == "--config"
+    assert "cannot read" in caught.value.problem
