@@ -24,6 +24,7 @@ from streamproc.controlroom.credentials import (
 )
 from streamproc.controlroom.transport import make_execute_transport
 from streamproc.core.budgets import resolve_limit
+from streamproc.core.circuit import STATE_CODE, CircuitBreaker
 from streamproc.errors import (
     AccessDetailsError,
     AuthError,
@@ -196,7 +197,18 @@ async def build_runners(
         metrics.allocation_in_flight.labels(task.name).set_function(
             lambda b=budget: b.in_flight  # type: ignore[misc]
         )
-        runners[task.name] = TaskRunner(task, session, budget, settings.processing.retry, metrics)
+        runner = TaskRunner(
+            task,
+            session,
+            budget,
+            settings.processing.retry,
+            metrics,
+            circuit=CircuitBreaker(settings.processing.circuit_breaker),
+        )
+        metrics.circuit_state.labels(task.name).set_function(
+            lambda r=runner: STATE_CODE[r.circuit.state(time.monotonic())]  # type: ignore[misc]
+        )
+        runners[task.name] = runner
     return runners
 
 
@@ -261,7 +273,8 @@ async def run_processor(
 
     async with AsyncExitStack() as stack:
         budgets = {name: AsyncBudget(name, limit) for name, limit in limits.items()}
-        scorer = EventScorer(await build_runners(settings, stack, budgets, metrics))
+        runners = await build_runners(settings, stack, budgets, metrics)
+        scorer = EventScorer(runners)
         stack.push_async_callback(scorer.aclose)
         kafka = settings.kafka
         sink = KafkaSink(kafka.producer_config())
@@ -282,7 +295,7 @@ async def run_processor(
         server = await start_server(settings, processor, metrics, stack)
         interval = settings.observability.progress_interval_s
         if interval > 0:
-            reporter = asyncio.create_task(report_progress(metrics, budgets, interval))
+            reporter = asyncio.create_task(report_progress(metrics, runners, interval))
             stack.callback(reporter.cancel)
         if started is not None and not started.done():
             started.set_result(Running(processor, metrics, budgets, server))
@@ -290,17 +303,19 @@ async def run_processor(
 
 
 async def report_progress(
-    metrics: ProcessorMetrics, budgets: Mapping[str, AsyncBudget], interval_s: float
+    metrics: ProcessorMetrics, runners: Mapping[str, TaskRunner], interval_s: float
 ) -> None:
     """Log totals and rates periodically, so a long run shows its progress in the logs."""
     previous = metrics.totals()
     while True:
         await asyncio.sleep(interval_s)
         now = metrics.totals()
+        mono = time.monotonic()
         log.info(
             "progress",
             **{k: int(v) for k, v in now.items()},
             decided_per_s=round((now["decided"] - previous["decided"]) / interval_s, 1),
-            budgets={n: f"{b.in_flight}/{b.limit}" for n, b in budgets.items()},
+            budgets={n: f"{r.budget.in_flight}/{r.budget.limit}" for n, r in runners.items()},
+            circuits={n: r.circuit.state(mono) for n, r in runners.items()},
         )
         previous = now

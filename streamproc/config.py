@@ -33,6 +33,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from streamproc.core.circuit import CircuitPolicy
 from streamproc.core.decisions import FallbackPolicy
 from streamproc.core.mapping import DEFAULT_FRAUD_MAPPING, TaskMappingSpec
 from streamproc.core.ordering import OrderingMode
@@ -217,6 +218,7 @@ class ProcessingSettings(_Section):
     budget_split: Literal["by_assignment", "none"] = "by_assignment"
     retry: RetryPolicy = RetryPolicy()
     fallback: FallbackPolicy = FallbackPolicy()
+    circuit_breaker: CircuitPolicy = CircuitPolicy()
 
 
 class ObservabilitySettings(_Section):

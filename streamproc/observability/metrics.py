@@ -78,6 +78,12 @@ class ProcessorMetrics:
             ["task"],
             registry=r,
         )
+        self.circuit_state = Gauge(
+            "streamproc_circuit_state",
+            "Circuit breaker per API Task allocation: 0 closed, 1 half-open, 2 open.",
+            ["task"],
+            registry=r,
+        )
         self.commit_lag = Gauge(
             "streamproc_commit_lag",
             "Records consumed beyond the last committed offset, per partition.",

@@ -7,6 +7,13 @@ When the deadline comes first, the event is decided by fallback at once; a task 
 for a slot or backing off is cancelled, and one whose execute is on the wire is left to finish
 (its slot stays taken until the API Task lets go of it: releasing early would overrun the real
 budget). Its result, when it comes, is dropped and counted as late.
+
+Each runner has its allocation's :class:`~streamproc.core.circuit.CircuitBreaker`: while the
+endpoint is known to be down, an event falls back at once (``circuit_open``) instead of
+spending a slot and an attempt timeout on it. A slot is taken only while an execute can still
+finish in time by the recent service time (:class:`~streamproc.core.service_time.ServiceTime`),
+and when that estimate has refused every event for a while, one execute goes ahead anyway as a
+probe, so the estimate is re-learned rather than trusted for ever.
 """
 
 from __future__ import annotations
@@ -22,24 +29,39 @@ from prometheus_client import Counter
 
 from streamproc.config import ApiTaskSettings
 from streamproc.controlroom.values import BotValue
+from streamproc.core.circuit import CircuitBreaker
 from streamproc.core.deadlines import Deadline
 from streamproc.core.mapping import TaskVerdict, read_task_output
 from streamproc.core.retry import RetryPolicy, classify, next_delay
+from streamproc.core.service_time import ServiceTime
 from streamproc.errors import (
     ControlRoomError,
     EndpointConnectionError,
+    EndpointTimeoutError,
     OverConcurrencyLimitError,
     RetryableError,
     ServerError,
     StreamprocError,
 )
+from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.processor.limiter import AsyncBudget
 
+log = get_logger("processor.scoring")
+
 TaskState = Literal["pending", "waiting_budget", "executing", "backoff", "done", "failed"]
 FallbackReason = Literal[
-    "deadline", "over_budget", "endpoint_unavailable", "retries_exhausted", "expired_on_arrival"
+    "deadline",
+    "over_budget",
+    "endpoint_unavailable",
+    "retries_exhausted",
+    "expired_on_arrival",
+    "circuit_open",
 ]
+# Failures that say the endpoint is unavailable, as opposed to busy (429) or refusing one event.
+_UNAVAILABLE = (ServerError, EndpointConnectionError, EndpointTimeoutError)
+# When the service-time estimate has refused every event this long, let one through anyway.
+_ESTIMATE_PROBE_AFTER_S = 1.0
 
 
 class ExecuteOutcome(Protocol):
@@ -70,6 +92,10 @@ class RetriesExhaustedError(StreamprocError):
 
 class BudgetTimeoutError(StreamprocError):
     """No slot of the allocation's budget came free before the deadline."""
+
+
+class CircuitOpenError(StreamprocError):
+    """The allocation's circuit breaker is open: the endpoint is known to be unavailable."""
 
 
 @dataclass(slots=True)
@@ -107,24 +133,11 @@ def _fallback_reason(error: BaseException) -> FallbackReason | None:
     """The fallback reason for a task that ended with ``error``; None: permanent, dead-letter."""
     if isinstance(error, BudgetTimeoutError):
         return "over_budget"
+    if isinstance(error, CircuitOpenError):
+        return "circuit_open"
     if isinstance(error, RetriesExhaustedError):
         return _reason_of_last_error(error.last)
     return None
-
-
-@dataclass(slots=True)
-class _LatencyEstimate:
-    """An exponentially weighted mean of attempt latency, for deadline-aware retries."""
-
-    value_s: float = 0.0
-    alpha: float = 0.2
-
-    def observe(self, sample_s: float) -> None:
-        self.value_s = (
-            sample_s
-            if self.value_s == 0.0
-            else (self.alpha * sample_s + (1 - self.alpha) * self.value_s)
-        )
 
 
 class _TaskMetrics:
@@ -155,8 +168,11 @@ class TaskRunner:
     metrics: ProcessorMetrics
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = random.random
-    latency: _LatencyEstimate = field(default_factory=_LatencyEstimate)
+    circuit: CircuitBreaker = field(default_factory=CircuitBreaker)
+    service: ServiceTime = field(default_factory=ServiceTime)
+    monotonic: Callable[[], float] = time.monotonic
     _children: _TaskMetrics = field(init=False)
+    _last_start: float = field(init=False, default=float("-inf"))
 
     def __post_init__(self) -> None:
         self._children = _TaskMetrics(self.metrics, self.settings.name)
@@ -175,21 +191,9 @@ class TaskRunner:
         """Fill ``progress`` with a verdict, or raise the error that ends the attempts."""
         timeout_s = self.settings.attempt_timeout_ms / 1000
         while True:
-            progress.state = "waiting_budget"
-            # A slot is only worth taking while an execute can still finish in time: under
-            # overload, slots handed to events that will miss their deadline anyway would
-            # starve the ones that would not.
-            expected_s = self.latency.value_s
-            got = await self.budget.acquire(deadline.remaining(self.clock()) - expected_s)
-            if got and deadline.remaining(self.clock()) < expected_s:
-                self.budget.release()
-                got = False
-            if not got:
-                progress.state = "failed"
-                raise BudgetTimeoutError(f"{self.name}: no budget slot in time for the deadline")
+            started, refuted = await self._admit(deadline, progress)
             progress.state = "executing"
             progress.attempts += 1
-            started = time.perf_counter()
             try:
                 result = await self.executor.execute(
                     bot_input,
@@ -199,13 +203,27 @@ class TaskRunner:
             except ControlRoomError as exc:
                 error = exc
             else:
-                self._observe(progress, started, "ok", 200)
+                if self.circuit.succeeded():
+                    # Samples from the outage describe an endpoint that is gone.
+                    self.service.reset()
+                    log.info("circuit_closed", task=self.name)
+                elif self.monotonic() - started < refuted:
+                    self.service.reset()  # the estimate refused what the endpoint now answers
+                self._observe(progress, started, "ok", 200, sample=True)
                 self._accept(progress, result)
                 return
             finally:
                 # Exactly once per slot: success, failure, or cancellation mid-attempt.
                 self.budget.release()
-            self._observe(progress, started, type(error).__name__, error.status)
+            self._observe(
+                progress,
+                started,
+                type(error).__name__,
+                error.status,
+                sample=isinstance(error, EndpointTimeoutError),
+            )
+            if isinstance(error, _UNAVAILABLE):
+                self._failed(error, started)
             progress.error = error
             if progress.abandoned:
                 progress.state = "failed"
@@ -219,6 +237,51 @@ class TaskRunner:
             progress.state = "backoff"
             await asyncio.sleep(delay)
 
+    async def _admit(self, deadline: Deadline, progress: TaskProgress) -> tuple[float, float]:
+        """Hold a budget slot for an execute that may start now: its start time, and the
+        estimate it tests when it is a probe (0.0 otherwise); or raise why there is none."""
+        mono = self.monotonic()
+        if self.circuit.refusing(mono):
+            progress.state = "failed"
+            raise CircuitOpenError(f"{self.name}: the endpoint is unavailable")
+        progress.state = "waiting_budget"
+        # A slot is only worth taking while an execute can still finish in time: under
+        # overload, slots handed to events that will miss their deadline anyway would starve
+        # the ones that would not.
+        expected_s = self.service.estimate(mono)
+        left_s = deadline.remaining(self.clock())
+        refuted = 0.0
+        if left_s <= expected_s and mono - self._last_start >= _ESTIMATE_PROBE_AFTER_S:
+            # Nothing started for a while: probe rather than trust the estimate for ever.
+            refuted, expected_s = expected_s, 0.0
+        got = await self.budget.acquire(left_s - expected_s)
+        if got and deadline.remaining(self.clock()) < expected_s:
+            self.budget.release()
+            got = False
+        if not got:
+            progress.state = "failed"
+            raise BudgetTimeoutError(f"{self.name}: no budget slot in time for the deadline")
+        mono = self.monotonic()
+        if not self.circuit.allow(mono):  # it opened while this event waited for a slot
+            self.budget.release()
+            progress.state = "failed"
+            raise CircuitOpenError(f"{self.name}: the endpoint is unavailable")
+        self._last_start = mono
+        return mono, refuted
+
+    def _failed(self, error: ControlRoomError, started: float) -> None:
+        outages = self.circuit.opened
+        if not self.circuit.failed(started, self.monotonic()):
+            return
+        # One warning per outage; each failed probe re-opening it is routine until it ends.
+        level = log.warning if self.circuit.opened != outages else log.debug
+        level(
+            "circuit_opened",
+            task=self.name,
+            error_class=type(error).__name__,
+            http_status=error.status,
+        )
+
     def _retry_delay(
         self, error: ControlRoomError, attempt: int, deadline: Deadline
     ) -> float | None:
@@ -229,17 +292,25 @@ class TaskRunner:
             attempt,
             retry_after_s=getattr(error, "retry_after", None),
             remaining_s=deadline.remaining(self.clock()),
-            expected_latency_s=self.latency.value_s,
+            expected_latency_s=self.service.estimate(self.monotonic()),
             rand=self.rand(),
         )
 
     def _observe(
-        self, progress: TaskProgress, started: float, outcome: str, status: int | None
+        self,
+        progress: TaskProgress,
+        started: float,
+        outcome: str,
+        status: int | None,
+        *,
+        sample: bool,
     ) -> None:
-        elapsed = time.perf_counter() - started
+        now = self.monotonic()
+        elapsed = now - started
         progress.latency_s += elapsed
         progress.status = status
-        self.latency.observe(elapsed)
+        if sample:  # a fast 5xx says nothing about how long an answer takes
+            self.service.observe(elapsed, now)
         self._children.attempts(outcome).inc()
         self._children.latency.observe(elapsed)
 

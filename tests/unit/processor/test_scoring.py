@@ -9,6 +9,7 @@ import pytest
 
 from streamproc.config import ApiTaskSettings
 from streamproc.controlroom.values import BotValue, StringValue
+from streamproc.core.circuit import CircuitBreaker, CircuitPolicy
 from streamproc.core.deadlines import Deadline
 from streamproc.core.retry import RetryPolicy
 from streamproc.errors import (
@@ -78,6 +79,7 @@ class Rig:
         limit: int = 4,
         retry: RetryPolicy = NO_WAIT,
         attempt_timeout_ms: int = 2_000,
+        circuit: CircuitPolicy | None = None,
     ) -> TaskRunner:
         settings = ApiTaskSettings(
             name=name, repository_path=f"Bots\\{name}", attempt_timeout_ms=attempt_timeout_ms
@@ -90,6 +92,8 @@ class Rig:
             self.metrics,
             clock=self.clock,
             rand=lambda: 0.0,
+            circuit=CircuitBreaker(circuit or CircuitPolicy(enabled=False)),
+            monotonic=self.clock,
         )
         self.runners[name] = runner
         return runner
@@ -356,21 +360,117 @@ async def test_one_task_out_of_retries_waits_for_the_others_in_time(rig: Rig) ->
 async def test_a_slot_is_not_spent_on_an_execute_that_cannot_finish_in_time(rig: Rig) -> None:
     """With executes known to take ~50 ms and 30 ms left, a free slot is left for events that
     can still be answered in time: the event falls back "over_budget" without an execute."""
-    executor = FakeExecutor(verdict())
-    runner = rig.runner(executor)
-    runner.latency.observe(0.05)
+    executor = FakeExecutor(Advance(rig.clock, 0.05, verdict()))
+    rig.runner(executor)
+    assert isinstance(await rig.score(rig.scorer()), Scored)  # learns: 50 ms
     outcome = await rig.score(rig.scorer(), remaining_s=0.03)
     assert isinstance(outcome, FellBack)
     assert outcome.reason == "over_budget"
-    assert executor.calls == []
+    assert len(executor.calls) == 1
     assert rig.budget().in_flight == 0
 
 
 async def test_with_time_for_an_execute_the_slot_is_used(rig: Rig) -> None:
     """The same expected latency with 200 ms left: the execute runs and scores the event."""
-    executor = FakeExecutor(verdict())
-    runner = rig.runner(executor)
-    runner.latency.observe(0.05)
+    executor = FakeExecutor(Advance(rig.clock, 0.05, verdict()))
+    rig.runner(executor)
+    assert isinstance(await rig.score(rig.scorer()), Scored)
     outcome = await rig.score(rig.scorer(), remaining_s=0.2)
     assert isinstance(outcome, Scored)
+    assert len(executor.calls) == 2
+
+
+async def test_an_estimate_past_every_deadline_does_not_stop_executes_for_good(
+    rig: Rig,
+) -> None:
+    """After executes of 2 s, a 500 ms event is refused at once; but once nothing has started
+    for a second, one goes ahead as a probe, and its fast answer replaces the estimate."""
+    executor = FakeExecutor(verdict())
+    runner = rig.runner(executor)
+    scorer = rig.scorer()
+    assert isinstance(await rig.score(scorer), Scored)
+    for _ in range(20):
+        runner.service.observe(2.0, rig.clock())  # then executes took 2 s
+    refused = await rig.score(scorer, remaining_s=0.5)
+    assert isinstance(refused, FellBack)
     assert len(executor.calls) == 1
+    rig.clock.advance(1.0)
+    executor.script(Advance(rig.clock, 0.02, verdict()))  # the endpoint is quick again
+    assert isinstance(await rig.score(scorer, remaining_s=0.5), Scored)  # the probe
+    assert isinstance(await rig.score(scorer, remaining_s=0.5), Scored)  # no probe needed
+    assert len(executor.calls) == 3
+
+
+OPENS_AFTER_3 = CircuitPolicy(failure_threshold=3, open_ms=1_000, probe_interval_ms=1_000)
+ONE_ATTEMPT = RetryPolicy(max_attempts=1)
+
+
+async def test_consecutive_5xx_open_the_circuit_and_later_events_spend_no_execute(
+    rig: Rig,
+) -> None:
+    """Three 503s in a row open the allocation's circuit: the next events fall back at once,
+    "circuit_open", without an execute or a retry."""
+    executor = FakeExecutor(ServerError("unavailable", status=503))
+    rig.runner(executor, circuit=OPENS_AFTER_3, retry=ONE_ATTEMPT)
+    scorer = rig.scorer()
+    for _ in range(3):
+        outcome = await rig.score(scorer)
+        assert isinstance(outcome, FellBack)
+        assert outcome.reason == "endpoint_unavailable"
+    for _ in range(5):
+        outcome = await rig.score(scorer)
+        assert isinstance(outcome, FellBack)
+        assert outcome.reason == "circuit_open"
+    assert len(executor.calls) == 3
+    assert rig.budget().in_flight == 0
+
+
+async def test_timeouts_open_the_circuit_but_429s_do_not(rig: Rig) -> None:
+    """A hanging endpoint (attempt timeouts) is unavailable; a full allocation (429) is not."""
+    busy = FakeExecutor(OverConcurrencyLimitError("full", status=429))
+    rig.runner(busy, name="busy", circuit=OPENS_AFTER_3, retry=ONE_ATTEMPT)
+    for _ in range(5):
+        await rig.score(rig.scorer(), inputs={"busy": BOT_INPUT})
+    assert rig.runners["busy"].circuit.state(rig.clock()) == "closed"
+    hung = FakeExecutor(EndpointTimeoutError("no answer", status=None))
+    rig.runner(hung, name="hung", circuit=OPENS_AFTER_3, retry=ONE_ATTEMPT)
+    for _ in range(3):
+        await rig.score(rig.scorer(), inputs={"hung": BOT_INPUT})
+    assert rig.runners["hung"].circuit.state(rig.clock()) == "open"
+
+
+async def test_an_open_circuit_probes_once_per_interval_and_closes_on_success(
+    rig: Rig,
+) -> None:
+    """After open_ms one event probes while the others still fall back at once; the probe's
+    answer closes the circuit and every event is scored again."""
+    executor = FakeExecutor(ServerError("unavailable", status=503))
+    rig.runner(executor, circuit=OPENS_AFTER_3, retry=ONE_ATTEMPT)
+    scorer = rig.scorer()
+    for _ in range(3):
+        await rig.score(scorer)
+    rig.clock.advance(1.0)
+    executor.script(verdict())
+    assert isinstance(await rig.score(scorer), Scored)  # the probe
+    assert rig.runners["fraud"].circuit.state(rig.clock()) == "closed"
+    executor.script(verdict(), verdict())
+    assert isinstance(await rig.score(scorer), Scored)
+    assert isinstance(await rig.score(scorer), Scored)
+    assert len(executor.calls) == 6
+
+
+async def test_a_failed_probe_keeps_the_circuit_open(rig: Rig) -> None:
+    """A probe that fails re-opens the circuit: the events right after it spend nothing."""
+    executor = FakeExecutor(ServerError("unavailable", status=503))
+    rig.runner(executor, circuit=OPENS_AFTER_3, retry=ONE_ATTEMPT)
+    scorer = rig.scorer()
+    for _ in range(3):
+        await rig.score(scorer)
+    rig.clock.advance(1.0)
+    probe = await rig.score(scorer)
+    assert isinstance(probe, FellBack)
+    assert probe.reason == "endpoint_unavailable"
+    later = await rig.score(scorer)
+    assert isinstance(later, FellBack)
+    assert later.reason == "circuit_open"
+    assert len(executor.calls) == 4
