@@ -32,6 +32,8 @@ class Allocation:
         "file",
         "in_flight",
         "invalid",
+        "last_attempt",
+        "last_request_id",
         "max_in_flight",
         "rejected",
         "run_as_user_id",
@@ -51,6 +53,10 @@ class Allocation:
         self.rejected = 0
         self.failed = 0
         self.invalid = 0
+        # The correlation headers of the latest execute, so an operator can match a request
+        # to the event and attempt that sent it.
+        self.last_request_id: str | None = None
+        self.last_attempt: str | None = None
 
     def try_acquire(self) -> bool:
         """Admit one execute, or count a rejection when the limit is reached."""
@@ -68,6 +74,7 @@ class Allocation:
         """Zero the counters; the high-water mark restarts from what is in flight now."""
         self.max_in_flight = self.in_flight
         self.executed = self.rejected = self.failed = self.invalid = 0
+        self.last_request_id = self.last_attempt = None
 
     def list_entry(self) -> dict[str, Any]:
         """The entry of the list endpoint: ids as strings, the limit as a number."""
@@ -90,6 +97,8 @@ class Allocation:
             "rejected": self.rejected,
             "failed": self.failed,
             "invalid": self.invalid,
+            "lastRequestId": self.last_request_id,
+            "lastAttempt": self.last_attempt,
         }
 
 

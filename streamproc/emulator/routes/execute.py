@@ -23,6 +23,9 @@ from streamproc.emulator.problems import JSON_CONTENT_TYPE, ApiError, error_resp
 from streamproc.emulator.state import STATE, EmulatorState
 from streamproc.errors import BotValueError
 
+# A correlation header is recorded as sent, up to this many characters.
+_MAX_ID_CHARS = 128
+
 
 def _over_limit(state: EmulatorState, allocation: Allocation) -> ApiError:
     return ApiError(
@@ -64,6 +67,8 @@ async def execute(request: web.Request) -> web.StreamResponse:
         raise ApiError(
             404, "ALLOCATION_NOT_FOUND", "the API Task is no longer allocated", {"fileId": bot_id}
         )
+    allocation.last_request_id = request.headers.get("X-Request-Id", "")[:_MAX_ID_CHARS] or None
+    allocation.last_attempt = request.headers.get("X-Attempt", "")[:_MAX_ID_CHARS] or None
     body: Any = parse_json(await read_body(request, state.settings.max_body_bytes), required=False)
     if body is not None and not isinstance(body, dict):
         allocation.invalid += 1

@@ -100,7 +100,7 @@ async def test_behavior_get_and_list(
 
 
 async def test_stats_reset(emulator: EmulatorHandle, session: aiohttp.ClientSession) -> None:
-    """Reset zeroes the counters."""
+    """Reset zeroes the counters and forgets the last correlation headers."""
     await execute_once(session, emulator)
     assert emulator.allocation_stats(201)["executed"] == 1
     after = emulator.reset_stats()
@@ -114,6 +114,8 @@ async def test_stats_reset(emulator: EmulatorHandle, session: aiohttp.ClientSess
         "rejected": 0,
         "failed": 0,
         "invalid": 0,
+        "lastRequestId": None,
+        "lastAttempt": None,
     }
 
 
