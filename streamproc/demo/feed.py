@@ -20,6 +20,7 @@ from typing import Any, Final
 from confluent_kafka import KafkaError, Message, Producer
 
 from streamproc.demo.generator import SampleGenerator, SampleRecord
+from streamproc.kafka.clientlogs import client_logger
 
 # The most records produced in one go when the schedule is behind, so a stop is noticed soon.
 _MAX_BATCH: Final = 500
@@ -83,7 +84,7 @@ class SampleFeed:
             raise ValueError("rate must be positive")
         self.topic = topic
         self.stats = FeedStats()
-        self._producer = Producer(dict(config))
+        self._producer = Producer(dict(config), logger=client_logger())
         self._generator = generator
         self._rate = rate
         self._count = count

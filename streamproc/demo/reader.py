@@ -20,6 +20,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamproc.errors import KafkaAdminError
+from streamproc.kafka.clientlogs import client_logger
 from streamproc.kafka.records import ConsumedRecord, TopicPartition
 
 FROM_BEGINNING: Final = OFFSET_BEGINNING
@@ -45,7 +46,8 @@ def _consumer(config: Mapping[str, Any]) -> Consumer:
             "enable.partition.eof": False,
             "log_level": 3,
             **config,
-        }
+        },
+        logger=client_logger(),
     )
 
 
@@ -113,7 +115,7 @@ def _record(message: Any) -> ConsumedRecord:
 
 def broker_problem(config: Mapping[str, Any], timeout_s: float = 5.0) -> str | None:
     """None when a broker answers a metadata request, else why not, in librdkafka's words."""
-    admin = AdminClient({"log_level": 0, **_connection(config)})
+    admin = AdminClient({"log_level": 0, **_connection(config)}, logger=client_logger())
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
@@ -167,7 +169,10 @@ def commit_positions(
     config: Mapping[str, Any], group: str, positions: Mapping[TopicPartition, int]
 ) -> None:
     """Set ``group``'s committed offsets (the group must have no running member)."""
-    consumer = Consumer({"log_level": 3, **config, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer(
+        {"log_level": 3, **config, "group.id": group, "enable.auto.commit": False},
+        logger=client_logger(),
+    )
     try:
         consumer.commit(
             offsets=[
@@ -185,7 +190,7 @@ def group_owns_all(
     config: Mapping[str, Any], group: str, partitions: Iterable[TopicPartition]
 ) -> bool:
     """Whether ``group`` is stable with every one of ``partitions`` assigned to a member."""
-    admin = AdminClient({"log_level": 0, **_connection(config)})
+    admin = AdminClient({"log_level": 0, **_connection(config)}, logger=client_logger())
     try:
         future = admin.describe_consumer_groups([group], request_timeout=5)[group]
         description = future.result()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from confluent_kafka.admin._metadata import TopicMetadata
 
 from streamproc.errors import KafkaAdminError
+from streamproc.kafka.clientlogs import client_logger
 
 _POLL_INTERVAL_S = 0.05
 
@@ -180,7 +181,7 @@ def _admin(bootstrap: str, client_config: Mapping[str, Any] | None) -> AdminClie
         if key.startswith(_ADMIN_KEY_PREFIXES)
     }
     config["bootstrap.servers"] = bootstrap
-    return AdminClient(config)
+    return AdminClient(config, logger=client_logger())
 
 
 def _code(exc: KafkaException) -> int | None:

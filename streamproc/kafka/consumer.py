@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from streamproc.errors import KafkaConsumerError
+from streamproc.kafka.clientlogs import client_logger
 from streamproc.kafka.records import ConsumedRecord, TopicPartition
 from streamproc.logs import get_logger
 
@@ -62,7 +63,7 @@ class KafkaSource:
         await self._call(self._start)
 
     def _start(self) -> None:
-        self._consumer = Consumer(self._config, logger=None)
+        self._consumer = Consumer(self._config, logger=client_logger())
         self._consumer.subscribe(
             self._topics,
             on_assign=self._on_assign,

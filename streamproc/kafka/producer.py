@@ -16,6 +16,7 @@ from typing import Any, cast
 from confluent_kafka import KafkaError, Producer
 
 from streamproc.errors import KafkaDeliveryError
+from streamproc.kafka.clientlogs import client_logger
 from streamproc.kafka.records import OutputRecord
 from streamproc.logs import get_logger
 
@@ -28,7 +29,7 @@ class KafkaSink:
     """Produces records and resolves one asyncio future per record on delivery."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self._producer = Producer(dict(config), logger=None)
+        self._producer = Producer(dict(config), logger=client_logger())
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._serve, name="kafka-producer", daemon=True)
         self._started = False

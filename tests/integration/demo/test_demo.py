@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -139,3 +140,37 @@ def test_demo_serves_metrics_elsewhere_when_their_port_is_taken(
     assert re.search(
         rf"metrics +http://127\.0\.0\.1:\d+/metrics \({port} is in use\)", result.stdout
     )
+
+
+def test_kafka_client_log_lines_go_to_the_log_file_not_the_view(
+    demo_env: dict[str, str], tmp_path: Path
+) -> None:
+    """librdkafka's own lines (here configuration warnings from the processor's consumer and
+    producer) are written to the demo's log file as JSON events, never into its output."""
+    env = {
+        **demo_env,
+        # A producer property given to the consumer, and a consumer property to the producer:
+        # librdkafka warns about each (facility CONFWARN) as the client starts.
+        "STREAMPROC_KAFKA__CONSUMER_OVERRIDES": '{"queue.buffering.max.kbytes": "65536"}',
+        "STREAMPROC_KAFKA__PRODUCER_OVERRIDES": '{"fetch.min.bytes": "1"}',
+    }
+    result = run_demo(
+        env,
+        "--duration", "1",
+        "--rate", "20",
+        "--partitions", "1",
+        "--emulator-port", "0",
+        "--log-dir", str(tmp_path),
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "CONFWARN" not in output
+    assert not re.search(r"^%\d\|", output, re.MULTILINE), output
+    log = (tmp_path / "demo.log").read_text().splitlines()
+    lines = [json.loads(line) for line in log if line.startswith("{")]
+    warned = {
+        line["client"].split("#")[1].split("-")[0]
+        for line in lines
+        if line.get("event") == "kafka_client_log" and line.get("facility") == "CONFWARN"
+    }
+    assert warned == {"consumer", "producer"}, lines
