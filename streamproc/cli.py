@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "streamproc.emulator.command",
     "streamproc.controlroom.command",
     "streamproc.demo.command",
+    "streamproc.dlq.command",
 )
 
 
