@@ -312,9 +312,9 @@ class _Run:
         status, outcome = 0, "done: read to the end the topic had at start"
         started = time.monotonic()
         try:
-            result = replayer.run(stop)
-            if result.interrupted:
-                status, outcome = 130, "interrupted: what was replayed is committed"
+            if not replayer.run(stop):
+                committed = "" if self.options.dry_run else ": what was replayed is committed"
+                status, outcome = 130, "interrupted" + committed
         except StreamprocError as exc:
             status, outcome = 1, f"failed: {exc}"
         finally:

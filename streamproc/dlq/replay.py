@@ -69,19 +69,14 @@ class ReplayOptions:
     delivery_timeout_s: float = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
-    tally: Tally
-    committed: bool
-    interrupted: bool
-    elapsed_s: float
-
-
 OnRecord = Callable[[DeadLetter, Verdict], None]
 
 
 class Replay:
-    """One replay run; :meth:`run` blocks until done, ``stop`` is set, or a failure."""
+    """One replay run; :meth:`run` blocks until done, ``stop`` is set, or a failure.
+
+    ``tally`` and ``committed`` tell what it did, also after a failure.
+    """
 
     def __init__(
         self,
@@ -122,9 +117,21 @@ class Replay:
 
     # -- the run --------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> ReplayResult:
-        started = self._clock()
+    def run(self, stop: threading.Event) -> bool:
+        """True once every held partition is read to its end, False when ``stop`` came first.
+
+        Raises KafkaDeliveryError (a record not acknowledged; the position is committed up to
+        it), KafkaConsumerError or KafkaAdminError (the broker, the group, the topic).
+        """
         self._ends = end_offsets(self._consumer_config, [self.options.source])
+        try:
+            return self._run(stop)
+        except KafkaException as exc:  # from the clients, or raised inside a callback
+            error = exc.args[0] if exc.args else exc
+            text = error.str() if isinstance(error, KafkaError) else str(error)
+            raise KafkaConsumerError(f"replaying {self.options.source!r}: {text}") from exc
+
+    def _run(self, stop: threading.Event) -> bool:
         consumer = Consumer(self._consumer_config, logger=client_logger())
         producer = (
             None
@@ -138,12 +145,11 @@ class Replay:
                 on_revoke=self._on_revoke,
                 on_lost=self._on_revoke,
             )
-            finished = self._loop(consumer, producer, stop)
+            return self._loop(consumer, producer, stop)
         finally:
             consumer.close()
             if producer is not None:
                 producer.flush(self.options.delivery_timeout_s)
-        return ReplayResult(self.tally, self._committed, not finished, self._clock() - started)
 
     def _loop(self, consumer: Consumer, producer: Producer | None, stop: threading.Event) -> bool:
         """True when every held partition was read to its end, False when stopped first."""
@@ -184,8 +190,14 @@ class Replay:
                 self._on_error(message, error)
                 continue
             tp = TopicPartition(message.topic(), message.partition())
-            if tp not in self._positions or message.offset() >= self._ends.get(tp, 0):
-                continue  # beyond the end fixed at start: the next run's
+            if tp not in self._positions:
+                continue
+            if message.offset() >= self._ends.get(tp, 0):
+                # Beyond the end fixed at start: the next run's. Everything before it has
+                # been delivered, so the partition is done even if its last offsets before
+                # the end held no record (transaction markers).
+                self._at_end.add(tp)
+                continue
             letter = read_dead_letter(_record(message))
             decided = verdict(letter, self.options.selection, self.options.max_replays)
             if decided is Verdict.REPLAY:
