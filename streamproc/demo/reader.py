@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamproc.errors import KafkaAdminError
 from streamproc.kafka.clientlogs import client_logger
-from streamproc.kafka.records import ConsumedRecord, TopicPartition
+from streamproc.kafka.records import ConsumedRecord, TopicPartition, consumed_record
 
 FROM_BEGINNING: Final = OFFSET_BEGINNING
 FROM_END: Final = OFFSET_END
@@ -92,25 +92,12 @@ class TopicFollower:
                 for message in consumer.consume(_BATCH, timeout=_POLL_S):
                     if message.error() is not None:
                         continue  # transient (e.g. a leader moving); librdkafka retries
-                    record = _record(message)
+                    record = consumed_record(message)
                     self._on_record(record)
                     with self._lock:
                         self._positions[record.tp] = record.offset + 1
         finally:
             consumer.close()
-
-
-def _record(message: Any) -> ConsumedRecord:
-    _ts_type, ts = message.timestamp()
-    return ConsumedRecord(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
-        key=message.key(),
-        value=message.value(),
-        headers=list(message.headers() or ()),
-        timestamp_ms=ts,
-    )
 
 
 def broker_problem(config: Mapping[str, Any], timeout_s: float = 5.0) -> str | None:

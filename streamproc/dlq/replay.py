@@ -45,7 +45,7 @@ from streamproc.dlq.selection import (
 )
 from streamproc.errors import KafkaConsumerError, KafkaDeliveryError
 from streamproc.kafka.clientlogs import client_logger
-from streamproc.kafka.records import ConsumedRecord, TopicPartition
+from streamproc.kafka.records import TopicPartition, consumed_record
 from streamproc.logs import get_logger
 
 log = get_logger("dlq.replay")
@@ -198,7 +198,7 @@ class Replay:
                 # the end held no record (transaction markers).
                 self._at_end.add(tp)
                 continue
-            letter = read_dead_letter(_record(message))
+            letter = read_dead_letter(consumed_record(message))
             decided = verdict(letter, self.options.selection, self.options.max_replays)
             if decided is Verdict.REPLAY:
                 if producer is None:
@@ -345,14 +345,3 @@ class Replay:
     def _show(self) -> None:
         if self._progress is not None:
             self._progress.update(self.tally)
-
-
-def _record(message: Any) -> ConsumedRecord:
-    return ConsumedRecord(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
-        key=message.key(),
-        value=message.value(),
-        headers=list(message.headers() or ()),
-    )

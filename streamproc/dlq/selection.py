@@ -151,34 +151,17 @@ class ReplayFilter:
         return found
 
     def matches(self, letter: DeadLetter) -> bool:
+        last = self.last_offset
         checks = (
             not self.stages or letter.stage in self.stages,
             not self.error_classes or _class_matches(letter.error_class, self.error_classes),
-            self._in_time(letter.failed_at),
+            _within(letter.failed_at, self.failed_since, self.failed_before),
             not self.source_partitions or letter.source_partition in self.source_partitions,
-            self._in_offsets(letter.source_offset),
+            _within(letter.source_offset, self.first_offset, None if last is None else last + 1),
         )
         if not all(checks):
             return False
         return not self.event_ids or letter.event_id in self.event_ids
-
-    def _in_time(self, failed_at: float | None) -> bool:
-        if self.failed_since is None and self.failed_before is None:
-            return True
-        if failed_at is None:
-            return False
-        return (self.failed_since is None or failed_at >= self.failed_since) and (
-            self.failed_before is None or failed_at < self.failed_before
-        )
-
-    def _in_offsets(self, offset: int | None) -> bool:
-        if self.first_offset is None and self.last_offset is None:
-            return True
-        if offset is None:
-            return False
-        return (self.first_offset is None or offset >= self.first_offset) and (
-            self.last_offset is None or offset <= self.last_offset
-        )
 
     def describe(self) -> str:
         """The criteria in flag terms, for the summary; "every dead letter" when none."""
@@ -266,6 +249,16 @@ def parse_offsets(text: str) -> tuple[int | None, int | None]:
 def parse_event_ids(values: Iterable[str]) -> frozenset[str]:
     """Event ids from repeated flags, each possibly comma-separated."""
     return frozenset(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+def _within(value: float | None, low: float | None, high: float | None) -> bool:
+    """Whether ``value`` is in [low, high); unbounded sides always hold, an absent value fails
+    any bound."""
+    if low is None and high is None:
+        return True
+    if value is None:
+        return False
+    return (low is None or value >= low) and (high is None or value < high)
 
 
 def _class_matches(error_class: str | None, wanted: frozenset[str]) -> bool:

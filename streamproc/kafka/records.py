@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Kafka header values may be null; they are carried as they came.
 Headers = list[tuple[str, bytes | None]]
@@ -36,3 +36,17 @@ class OutputRecord:
     key: bytes | None
     value: bytes | None  # None: a tombstone, e.g. a dead-lettered null input kept as it was
     headers: Sequence[tuple[str, bytes | None]] = ()
+
+
+def consumed_record(message: Any) -> ConsumedRecord:
+    """A confluent-kafka ``Message`` (without error) as a plain record."""
+    ts_type, ts = message.timestamp()
+    return ConsumedRecord(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=list(message.headers() or ()),
+        timestamp_ms=ts if ts_type else None,
+    )

@@ -3,48 +3,23 @@
 from __future__ import annotations
 
 import base64
-import io
 import os
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import orjson
 import pytest
-import structlog
 from confluent_kafka import Consumer, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from streamproc import cli
-from streamproc.core.deadletters import dead_letter_headers
 from streamproc.demo.reader import end_offsets
 from streamproc.dlq.selection import REPLAY_COUNT, REPLAY_SOURCE
 from streamproc.kafka.admin import TopicSpec, ensure_topics
 from tests.fixtures.kafka import TopicFactory, consume_records, delete_topics, produce_records
+from tests.integration.dlq.helpers import NOW, Ran, dead_letter, run_replay
 
 pytestmark = pytest.mark.integration
 
-NOW = time.time()
 HOUR = 3600.0
-Headers = list[tuple[str, bytes | None]]
-
-
-@dataclass
-class Ran:
-    status: int
-    out: str
-    err: str
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No STREAMPROC_* from the shell; the logging set-up of each run is undone after it."""
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMPROC_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 @dataclass
@@ -61,52 +36,7 @@ def topics(kafka_bootstrap: str, topic_factory: TopicFactory, unique_group: str)
 
 def replay(bootstrap: str, topics: Topics, *flags: str) -> Ran:
     """``streamproc dlq replay`` in this process, reading ``topics.dlq`` into ``topics.target``."""
-    from streamproc.dlq.command import replay as command
-
-    os.environ["STREAMPROC_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
-    try:
-        args = cli.build_parser().parse_args(
-            [
-                "dlq", "replay",
-                "--from", topics.dlq, "--to", topics.target, "--group", topics.group,
-                *flags,
-            ]
-        )  # fmt: skip
-        out, err = io.StringIO(), io.StringIO()
-        status = command(args, out, err)
-    finally:
-        del os.environ["STREAMPROC_KAFKA__BOOTSTRAP_SERVERS"]
-    return Ran(status, out.getvalue(), err.getvalue())
-
-
-def dead_letter(
-    event_id: str,
-    *,
-    stage: str = "validate",
-    error_class: str = "streamproc.errors.EventValidationError",
-    partition: int = 0,
-    offset: int = 10,
-    failed_at: float = NOW,
-    replays: int = 0,
-) -> tuple[bytes, bytes, Headers]:
-    """A dead letter as the processor writes it, of an event with ``event_id``."""
-    original: Headers = [("x-test-id", event_id.encode()), ("trace", b"t-" + event_id.encode())]
-    if replays:
-        original.append((REPLAY_COUNT, str(replays).encode()))
-    value = orjson.dumps({"event_id": event_id, "amount": "not a number"})
-    headers = dead_letter_headers(
-        original,
-        stage=stage,  # type: ignore[arg-type]
-        error_class=error_class,
-        message="amount must be a JSON number",
-        http_status=None,
-        attempts=0,
-        source_topic="transactions",
-        partition=partition,
-        offset=offset,
-        now_epoch=failed_at,
-    )
-    return f"card-{event_id}".encode(), value, headers  # type: ignore[return-value]
+    return run_replay(bootstrap, topics.dlq, topics.target, topics.group, *flags)
 
 
 def replayed(bootstrap: str, topic: str) -> list[Message]:

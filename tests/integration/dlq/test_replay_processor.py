@@ -1,20 +1,15 @@
-"""Dead letters of the real processor, replayed into its input: decided again or bounded."""
+"""Dead letters of the real processor, replayed into its input: their replays are bounded."""
 
 from __future__ import annotations
 
 import asyncio
-import io
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
-import structlog
 
-from streamproc import cli
-from streamproc.dlq.command import replay as replay_command
 from streamproc.dlq.selection import REPLAY_COUNT
+from tests.integration.dlq.helpers import run_replay
 from tests.integration.processor.harness import (
     TEST_ID,
     collecting,
@@ -28,29 +23,10 @@ from tests.integration.processor.harness import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No STREAMPROC_* from the shell; the logging set-up of each run is undone after it."""
-    for name in list(os.environ):
-        if name.upper().startswith("STREAMPROC_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
-
-
-def replay(bootstrap: str, dlq: str, target: str, group: str, *flags: str) -> tuple[int, str]:
-    os.environ["STREAMPROC_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
-    try:
-        args = cli.build_parser().parse_args(
-            ["dlq", "replay", "--from", dlq, "--to", target, "--group", group, *flags]
-        )
-        out, err = io.StringIO(), io.StringIO()
-        status = replay_command(args, out, err)
-    finally:
-        del os.environ["STREAMPROC_KAFKA__BOOTSTRAP_SERVERS"]
-    assert status == 0, err.getvalue()
-    return status, out.getvalue()
+def replay(bootstrap: str, dlq: str, target: str, group: str, *flags: str) -> str:
+    ran = run_replay(bootstrap, dlq, target, group, *flags)
+    assert ran.status == 0, ran.err
+    return ran.out
 
 
 async def test_a_record_failing_again_is_replayed_at_most_max_replays_times(
@@ -60,18 +36,12 @@ async def test_a_record_failing_again_is_replayed_at_most_max_replays_times(
     (the processor keeps the input's headers), and after --max-replays replays it is reported,
     not replayed."""
     topics = new_topics(kafka_bootstrap, partitions=1)
-    settings = settings_for(
-        kafka_bootstrap,
-        emulator.url,
-        topics,
-        unique_group,
-        processing={"decision_sla_ms": 60_000},
-    )
+    settings = settings_for(kafka_bootstrap, emulator.url, topics, unique_group)
     bad = orjson.dumps({"event_id": "bad-1", "occurred_at": "2026-01-01T00:00:00Z"})
     group = f"{unique_group}-replay"
 
     def run(*flags: str) -> str:
-        return replay(kafka_bootstrap, topics.dlq, topics.input, group, *flags)[1]
+        return replay(kafka_bootstrap, topics.dlq, topics.input, group, *flags)
 
     async with collecting(kafka_bootstrap, topics) as outputs, running(settings):
         await asyncio.to_thread(produce_raw, kafka_bootstrap, topics.input, [("bad-1", bad)])
