@@ -97,6 +97,9 @@ class Replay:
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
+            # A run killed without leaving the group holds its partitions this long; the next
+            # run must get them well within its assignment timeout.
+            "session.timeout.ms": 10_000,
         }
         self._producer_config = dict(producer_config)
         self._on_record = on_record
@@ -295,7 +298,7 @@ class Replay:
     # -- partitions -------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
-        self._joined = True
+        self._joined = self.tally.assigned = True
         if not partitions:
             return
         for held in consumer.committed(partitions, timeout=10):

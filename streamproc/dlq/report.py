@@ -22,6 +22,7 @@ BAR_WIDTH: Final = 24
 class Tally:
     """Counts of one run; ``total`` is what there is to read, known once partitions are held."""
 
+    assigned: bool = False  # the group has given this run its partitions
     total: int = 0
     read: int = 0
     replayed: int = 0  # acknowledged by the broker (in a dry run: would be replayed)
@@ -65,6 +66,8 @@ def record_line(letter: DeadLetter, verdict: Verdict, max_replays: int, *, dry_r
 
 def progress_line(tally: Tally, elapsed_s: float) -> str:
     """``[#####-----]  52%  520/1,000 read · 400 replayed · 3 over limit · 98/s``."""
+    if not tally.assigned:
+        return f"waiting for the consumer group to assign partitions ({elapsed_s:.0f} s)"
     total = max(tally.total, tally.read)
     share = tally.read / total if total else 1.0
     filled = round(share * BAR_WIDTH)

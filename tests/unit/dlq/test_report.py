@@ -26,7 +26,7 @@ class Clock:
 
 
 def tally(**counts: int) -> Tally:
-    t = Tally()
+    t = Tally(assigned=True)
     for name, value in counts.items():
         setattr(t, name, value)
     return t
@@ -37,6 +37,13 @@ def test_the_progress_line_shows_share_counts_and_rate() -> None:
     line = progress_line(tally(total=1000, read=520, replayed=400, over_limit=3), 4.0)
     assert line == (
         "[############------------]  52% · 520/1,000 read · 400 replayed · 3 over limit · 100/s"
+    )
+
+
+def test_before_the_group_assigns_partitions_the_line_says_so() -> None:
+    """While the group has not assigned partitions yet, no bar claims any progress."""
+    assert progress_line(Tally(), 7.2) == (
+        "waiting for the consumer group to assign partitions (7 s)"
     )
 
 
