@@ -62,6 +62,10 @@ class ValueType(StrEnum):
 
 
 _VALUE_TYPES = frozenset(t.value for t in ValueType)
+# How deep LIST, DICTIONARY and TABLE values may nest. Far beyond what an API Task exchanges,
+# and far below Python's recursion limit, so a hostile document is a BotValueError naming its
+# variable rather than a RecursionError.
+MAX_NESTING = 64
 # A Java ZonedDateTime string: ISO offset date-time, optionally followed by a [zone id].
 _ZONED = re.compile(r"^(?P<iso>[^\[\]]+?)(?:\[(?P<zone>[^\[\]]+)\])?$")
 
@@ -162,6 +166,18 @@ BotValue: TypeAlias = (
 
 def parse_value(obj: Any, path: str = "value") -> BotValue:
     """Parse one wire value; raise :class:`BotValueError` naming ``path`` when malformed."""
+    return _parse(obj, path, _Nesting(path))
+
+
+@dataclass(slots=True)
+class _Nesting:
+    """The variable being parsed (named when it nests too deeply) and the current depth."""
+
+    variable: str
+    depth: int = 0
+
+
+def _parse(obj: Any, path: str, nesting: _Nesting) -> BotValue:
     if not isinstance(obj, Mapping):
         raise BotValueError(path, f"expected an object with a 'type', got {_kind(obj)}")
     raw_type = obj.get("type", ValueType.STRING.value)
@@ -176,16 +192,24 @@ def parse_value(obj: Any, path: str = "value") -> BotValue:
         return BooleanValue(_parse_boolean(obj.get("boolean"), f"{path}.boolean"))
     if vtype is ValueType.DATETIME:
         return _parse_datetime(_require_str(obj, "string", path), f"{path}.string")
-    if vtype is ValueType.LIST:
-        items = obj.get("list")
-        if not isinstance(items, list):
-            raise BotValueError(f"{path}.list", f"expected an array, got {_kind(items)}")
-        return ListValue(tuple(parse_value(v, f"{path}.list[{i}]") for i, v in enumerate(items)))
-    if vtype is ValueType.DICTIONARY:
-        return _parse_dictionary(obj.get("dictionary"), f"{path}.dictionary")
-    if vtype is ValueType.TABLE:
-        return _parse_table(obj.get("table"), f"{path}.table")
-    return OpaqueValue(vtype, dict(obj))
+    if vtype not in (ValueType.LIST, ValueType.DICTIONARY, ValueType.TABLE):
+        return OpaqueValue(vtype, dict(obj))
+    if nesting.depth >= MAX_NESTING:
+        raise BotValueError(nesting.variable, f"values nested deeper than {MAX_NESTING} levels")
+    nesting.depth += 1
+    try:
+        if vtype is ValueType.LIST:
+            items = obj.get("list")
+            if not isinstance(items, list):
+                raise BotValueError(f"{path}.list", f"expected an array, got {_kind(items)}")
+            return ListValue(
+                tuple(_parse(v, f"{path}.list[{i}]", nesting) for i, v in enumerate(items))
+            )
+        if vtype is ValueType.DICTIONARY:
+            return _parse_dictionary(obj.get("dictionary"), f"{path}.dictionary", nesting)
+        return _parse_table(obj.get("table"), f"{path}.table", nesting)
+    finally:
+        nesting.depth -= 1
 
 
 def parse_bot_values(obj: Any, path: str = "botInput") -> dict[str, BotValue]:
@@ -246,7 +270,7 @@ def _parse_datetime(text: str, path: str) -> DateTimeValue:
     return DateTimeValue(moment, match["zone"])
 
 
-def _parse_dictionary(entries: Any, path: str) -> DictionaryValue:
+def _parse_dictionary(entries: Any, path: str, nesting: _Nesting) -> DictionaryValue:
     if not isinstance(entries, list):
         raise BotValueError(path, f"expected an array of key/value entries, got {_kind(entries)}")
     parsed: list[tuple[str, BotValue]] = []
@@ -254,11 +278,11 @@ def _parse_dictionary(entries: Any, path: str) -> DictionaryValue:
         where = f"{path}[{i}]"
         if not isinstance(entry, Mapping) or not isinstance(entry.get("key"), str):
             raise BotValueError(where, "expected an entry {'key': <string>, 'value': <value>}")
-        parsed.append((entry["key"], parse_value(entry.get("value"), f"{where}.value")))
+        parsed.append((entry["key"], _parse(entry.get("value"), f"{where}.value", nesting)))
     return DictionaryValue(tuple(parsed))
 
 
-def _parse_table(table: Any, path: str) -> TableValue:
+def _parse_table(table: Any, path: str, nesting: _Nesting) -> TableValue:
     if not isinstance(table, Mapping):
         raise BotValueError(path, f"expected an object with schema and rows, got {_kind(table)}")
     schema = table.get("schema")
@@ -280,7 +304,7 @@ def _parse_table(table: Any, path: str) -> TableValue:
             raise BotValueError(where, "expected a row {'values': [<value>, ...]}")
         if len(values) != len(columns):
             raise BotValueError(where, f"has {len(values)} values for {len(columns)} columns")
-        rows.append(tuple(parse_value(v, f"{where}.values[{c}]") for c, v in enumerate(values)))
+        rows.append(tuple(_parse(v, f"{where}.values[{c}]", nesting) for c, v in enumerate(values)))
     return TableValue(tuple(columns), tuple(rows))
 
 
@@ -359,7 +383,12 @@ def from_python(obj: Any, path: str = "value") -> BotValue:
 
     bool -> BOOLEAN, int/float/Decimal -> NUMBER, str -> STRING, aware datetime -> DATETIME,
     list/tuple -> LIST, mapping -> DICTIONARY. Use :meth:`TableValue.from_rows` for tables.
+    Containers nested deeper than :data:`MAX_NESTING` are a BotValueError naming ``path``.
     """
+    return _from_python(obj, path, _Nesting(path))
+
+
+def _from_python(obj: Any, path: str, nesting: _Nesting) -> BotValue:
     if isinstance(obj, StringValue | NumberValue | BooleanValue | DateTimeValue):
         return obj
     if isinstance(obj, ListValue | DictionaryValue | TableValue | OpaqueValue):
@@ -374,13 +403,19 @@ def from_python(obj: Any, path: str = "value") -> BotValue:
         if obj.tzinfo is None:
             raise BotValueError(path, "a DATETIME needs a timezone-aware datetime")
         return DateTimeValue(obj)
-    if isinstance(obj, list | tuple):
-        return ListValue(tuple(from_python(v, f"{path}[{i}]") for i, v in enumerate(obj)))
-    if isinstance(obj, Mapping):
-        return DictionaryValue(
-            tuple((str(k), from_python(v, f"{path}.{k}")) for k, v in obj.items())
-        )
-    raise BotValueError(path, f"no bot value type for {_kind(obj)}")
+    if not isinstance(obj, list | tuple | Mapping):
+        raise BotValueError(path, f"no bot value type for {_kind(obj)}")
+    if nesting.depth >= MAX_NESTING:
+        raise BotValueError(nesting.variable, f"values nested deeper than {MAX_NESTING} levels")
+    nesting.depth += 1
+    try:
+        if isinstance(obj, Mapping):
+            return DictionaryValue(
+                tuple((str(k), _from_python(v, f"{path}.{k}", nesting)) for k, v in obj.items())
+            )
+        return ListValue(tuple(_from_python(v, f"{path}[{i}]", nesting) for i, v in enumerate(obj)))
+    finally:
+        nesting.depth -= 1
 
 
 def values_from_python(values: Mapping[str, Any]) -> dict[str, BotValue]:

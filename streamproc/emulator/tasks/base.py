@@ -104,10 +104,7 @@ class ApiTask(ABC):
 
     def bind(self, bot_input: Any) -> dict[str, BotValue]:
         """The typed inputs of one execute, or BotValueError naming the variable."""
-        try:
-            values = parse_inputs(bot_input)
-        except RecursionError:
-            raise BotValueError(BOT_INPUT, "values are nested too deeply") from None
+        values = parse_inputs(bot_input)
         for spec in self.inputs:
             value = values.get(spec.name)
             if value is None:

@@ -38,17 +38,21 @@ def _json_depth(obj: Any) -> int:
 
 
 def _depth(value: BotValue) -> int:
-    if isinstance(value, OpaqueValue):
-        return _json_depth(value.raw)
-    if isinstance(value, ListValue):
-        children: tuple[BotValue, ...] = value.items
-    elif isinstance(value, DictionaryValue):
-        children = tuple(v for _, v in value.entries)
-    elif isinstance(value, TableValue):
-        children = tuple(v for row in value.rows for v in row)
-    else:
-        return 1
-    return 1 + max((_depth(child) for child in children), default=0)
+    """Nesting depth of a typed value, without recursion: a deep value must be a 400."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, OpaqueValue):
+            deepest = max(deepest, depth - 1 + _json_depth(node.raw))
+            continue
+        deepest = max(deepest, depth)
+        if isinstance(node, ListValue):
+            stack.extend((child, depth + 1) for child in node.items)
+        elif isinstance(node, DictionaryValue):
+            stack.extend((child, depth + 1) for _, child in node.entries)
+        elif isinstance(node, TableValue):
+            stack.extend((child, depth + 1) for row in node.rows for child in row)
+    return deepest
 
 
 class EchoTask(ApiTask):

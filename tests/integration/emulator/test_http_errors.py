@@ -25,6 +25,7 @@ from tests.integration.emulator.helpers import (
 pytestmark = pytest.mark.integration
 
 LIMIT = 2 * 1024 * 1024
+ECHO_PATH = "Automation Anywhere\\Bots\\My-API-Task"
 JSON_ENDPOINTS = [
     ("POST", "/v1/authentication"),
     ("POST", "/v2/authentication"),
@@ -198,6 +199,27 @@ async def test_wrong_value_types_name_the_variable(
         assert answer["details"] == {"variable": variable}
     stats = emulator.allocation_stats(201)
     assert (stats["invalid"], stats["maxInFlight"], stats["executed"]) == (5, 0, 0)
+
+
+@pytest.mark.parametrize("depth", [340, 500])
+async def test_deeply_nested_input_is_400_naming_the_variable(
+    emulator_factory: EmulatorFactory, session: aiohttp.ClientSession, depth: int
+) -> None:
+    """A LIST nested hundreds of levels deep sent to the echo task is a 400, not a 500."""
+    emulator = emulator_factory(allocations=[{"fileId": 5, "concurrencyLimit": 1}])
+    token = await login(session, emulator.url, DEVELOPER)
+    url, execution = await access(session, emulator.url, token, ECHO_PATH)
+    # Written as text: JSON encoders refuse to nest this deep.
+    value = '{"type":"LIST","list":[' * depth + '{"string":"x"}' + "]}" * depth
+    status, answer = await call(
+        session,
+        "POST",
+        url,
+        data=b'{"botInput":{"iDeep":' + value.encode() + b"}}",
+        headers={"X-Authorization": execution},
+    )
+    assert_error(status, answer, 400, "INVALID_BOT_INPUT")
+    assert answer["details"] == {"variable": "botInput.iDeep"}
 
 
 async def test_execute_body_must_be_an_object(

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamproc.controlroom.values import (
+    MAX_NESTING,
     BooleanValue,
     DateTimeValue,
     DictionaryValue,
@@ -220,3 +221,49 @@ bot_values = st.recursive(
 def test_any_value_survives_dump_and_parse(value: Any) -> None:
     """Property: parse(dump(v)) == v for nested strings, numbers, booleans, lists, dicts."""
     assert parse_value(dump_value(value)) == value
+
+
+def _nested(kind: str, depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"type": "STRING", "string": "x"}
+    for _ in range(depth):
+        if kind == "LIST":
+            value = {"type": "LIST", "list": [value]}
+        elif kind == "DICTIONARY":
+            value = {"type": "DICTIONARY", "dictionary": [{"key": "k", "value": value}]}
+        else:
+            value = {
+                "type": "TABLE",
+                "table": {"schema": [{"name": "c"}], "rows": [{"values": [value]}]},
+            }
+    return value
+
+
+@pytest.mark.parametrize("kind", ["LIST", "DICTIONARY", "TABLE"])
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 500, 5_000])
+def test_values_nested_too_deeply_are_refused_naming_the_variable(kind: str, depth: int) -> None:
+    """A botInput or botOutput nested past the limit is a BotValueError for its variable."""
+    with pytest.raises(BotValueError) as info:
+        parse_bot_values({"ok": {"string": "y"}, "iDeep": _nested(kind, depth)}, "botOutput")
+    assert info.value.path == "botOutput.iDeep"
+    assert f"nested deeper than {MAX_NESTING} levels" in info.value.problem
+
+
+@pytest.mark.parametrize("kind", ["LIST", "DICTIONARY", "TABLE"])
+def test_values_nested_up_to_the_limit_are_accepted(kind: str) -> None:
+    """Nesting exactly at the limit parses and round-trips."""
+    wire = _nested(kind, MAX_NESTING)
+    assert dump_value(parse_value(wire)) == wire
+
+
+def test_plain_python_nested_too_deeply_is_refused() -> None:
+    """A deeply nested event field mapped to a LIST is a BotValueError, not a RecursionError."""
+    deep: Any = 1
+    for _ in range(5_000):
+        deep = [deep]
+    with pytest.raises(BotValueError) as info:
+        from_python(deep, "botInput.iLst")
+    assert info.value.path == "botInput.iLst"
+    shallow: Any = 1
+    for _ in range(MAX_NESTING):
+        shallow = [shallow]
+    assert isinstance(from_python(shallow), ListValue)

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streamproc.controlroom.values import ListValue, StringValue
 from streamproc.emulator.repository import FileKind, default_repository
 from streamproc.emulator.tasks.echo import EchoTask
 from streamproc.emulator.tasks.fraud import FraudScoreTask
@@ -117,12 +118,23 @@ def test_unknown_variables_are_ignored_but_must_be_well_formed() -> None:
     )
 
 
-def test_deeply_nested_values_are_refused_not_crashed() -> None:
-    """A value nested deeper than Python can parse recursively is a BotValueError."""
+@pytest.mark.parametrize("depth", [340, 900, 5_000])
+def test_deeply_nested_values_are_refused_not_crashed(depth: int) -> None:
+    """A value nested hundreds of levels deep is a BotValueError naming its variable."""
     value: dict[str, Any] = s("x")
-    for _ in range(900):
+    for _ in range(depth):
         value = {"type": "LIST", "list": [value]}
-    assert "nested too deeply" in bind_error(EchoTask(), {"v": value})
+    assert bind_error(EchoTask(), {"v": value}).startswith("botInput.v: values nested deeper")
+
+
+def test_echo_depth_check_does_not_recurse() -> None:
+    """The echo task's own depth check walks any depth without running out of stack."""
+    value: Any = StringValue("x")
+    for _ in range(10_000):
+        value = ListValue((value,))
+    with pytest.raises(BotValueError) as info:
+        EchoTask().check({"v": value})
+    assert info.value.path == "botInput.v"
 
 
 @pytest.mark.parametrize(
