@@ -5,8 +5,10 @@
   multi-session (and ``multipleLogin`` with a password needs the user's
   ``multiple_login_allowed``).
 - A request authenticates with ``X-Authorization: <jwt>`` or ``Authorization: Bearer
-  <token>``, never both (400). A bearer token is an emulator JWT (as if the Control Room's
-  OAuth server issued it) or one of the user's static ``oauth_tokens``.
+  <token>``, never both and never one of them twice (400). A bearer token is an emulator
+  JWT (as if the Control Room's OAuth server issued it) or one of the user's static
+  ``oauth_tokens``.
+- Logout ends the caller's own sessions only; refresh renews only the caller's own tokens.
 - Execution tokens (they carry ``botId``) only execute, and only their own API Task; the
   Control Room endpoints refuse them.
 
@@ -19,6 +21,8 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from multidict import MultiMapping
 
 from streamproc.emulator.problems import ApiError, bad_request, forbidden, unauthorized
 from streamproc.emulator.settings import ADMIN_ROLE, DEVELOPER_ROLE, UserSettings
@@ -77,7 +81,15 @@ def _same(secret: str, given: str) -> bool:
 
 
 def header_token(headers: Mapping[str, str]) -> str | None:
-    """The token of X-Authorization or of Authorization: Bearer; 400 when both are sent."""
+    """The token of X-Authorization or of Authorization: Bearer; 400 when both are sent, or
+    either twice (which one would win is exactly what a caller must not have to guess)."""
+    if isinstance(headers, MultiMapping):
+        for name in ("X-Authorization", "Authorization"):
+            if len(headers.getall(name, ())) > 1:
+                raise bad_request(
+                    f"send the {name} header once",
+                    "a request carries one token; several are refused, not chosen between",
+                )
     x_auth = headers.get("X-Authorization")
     authorization = headers.get("Authorization")
     if x_auth is not None and authorization is not None:
@@ -225,7 +237,11 @@ class Identity:
         return self._issue(target.user, target.claims.multiple_login)
 
     def logout(self, headers: Mapping[str, str], body: Mapping[str, Any]) -> None:
-        """End the session of the header's token and of the body's ``token``, if given."""
+        """End the session of the header's token and of the body's ``token``, if given.
+
+        Only the caller's own sessions: a body token of another user than the header's is
+        403 and ends nothing. A body token alone is its own proof of possession.
+        """
         given = body.get("token")
         if given is not None and not isinstance(given, str):
             raise bad_request("token must be a string", {"field": "token"})
@@ -233,6 +249,8 @@ class Identity:
         if not candidates:
             raise unauthorized("AUTHENTICATION_REQUIRED", "send the token to log out")
         principals = [self.check_token(t) for t in dict.fromkeys(candidates)]
+        if len({p.user.id for p in principals}) > 1:
+            raise forbidden("a user can log out only their own sessions")
         for p in principals:
             if p.claims is None:
                 self._revoked_oauth.add(p.token)

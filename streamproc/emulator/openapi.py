@@ -251,7 +251,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/v1/authentication/logout": {
             "post": _op(
                 "Log out: the token is refused from now on",
-                {"204": {"description": "logged out"}, **_errors(400, 401)},
+                {"204": {"description": "logged out"}, **_errors(400, 401, 403)},
                 body=_body(_ref("TokenBody"), required=False),
                 tag="authentication",
             )

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from multidict import CIMultiDict
 
 from streamproc.emulator import EmulatorHandle
 from streamproc.emulator.tokens import generate_key
@@ -229,6 +230,35 @@ async def test_both_auth_headers_at_once_is_400(
         headers={"X-Authorization": execution, "Authorization": f"Bearer {execution}"},
     )
     assert_error(status, body, 400)
+
+
+async def test_an_auth_header_sent_twice_is_400(
+    emulator: EmulatorHandle, session: aiohttp.ClientSession
+) -> None:
+    """Two X-Authorization headers, even the admin's and a developer's, are refused with 400."""
+    admin = await login(session, emulator.url, {**ADMIN, "multipleLogin": True})
+    developer = await login(session, emulator.url, {**DEVELOPER, "multipleLogin": True})
+    for first, second in ((developer, admin), (admin, admin)):
+        headers = CIMultiDict([("X-Authorization", first), ("X-Authorization", second)])
+        async with session.post(emulator.url + LIST, json={}, headers=headers) as response:
+            assert_error(response.status, await response.json(), 400, "INVALID_REQUEST")
+
+
+async def test_logout_cannot_end_another_users_session(
+    emulator: EmulatorHandle, session: aiohttp.ClientSession
+) -> None:
+    """A developer's logout naming the admin's token in its body is 403; the admin goes on."""
+    admin = await login(session, emulator.url, {**ADMIN, "multipleLogin": True})
+    developer = await login(session, emulator.url, {**DEVELOPER, "multipleLogin": True})
+    status, body = await call(
+        session,
+        "POST",
+        f"{emulator.url}/v1/authentication/logout",
+        {"token": admin},
+        headers={"X-Authorization": developer},
+    )
+    assert_error(status, body, 403, "FORBIDDEN")
+    assert (await list_status(session, emulator.url, admin))[0] == 200
 
 
 async def test_bearer_tokens(

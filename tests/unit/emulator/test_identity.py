@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import SecretStr
 
 from streamproc.emulator.identity import Identity, header_token
@@ -133,6 +134,13 @@ def test_header_token_rules() -> None:
     assert status_of(header_token, {"Authorization": "Bearer "})[0] == 401
 
 
+@pytest.mark.parametrize("name", ["X-Authorization", "Authorization"])
+def test_an_auth_header_sent_twice_is_400(name: str) -> None:
+    """Two X-Authorization (or Authorization) headers are refused, not chosen between."""
+    twice = CIMultiDict([(name, "Bearer a"), (name, "Bearer a")])
+    assert status_of(header_token, CIMultiDictProxy(twice)) == (400, "INVALID_REQUEST")
+
+
 def test_authenticate_accepts_bearer_jwt_and_static_oauth_token(identity: Identity) -> None:
     """An emulator JWT or a configured OAuth token works as a bearer token."""
     token = identity.login(ADMIN)["token"]
@@ -184,6 +192,15 @@ def test_logout_revokes_header_and_body_tokens(identity: Identity) -> None:
     assert status_of(identity.check_token, a)[0] == 401
     assert status_of(identity.check_token, b)[0] == 401
     assert status_of(identity.logout, {}, {})[0] == 401
+
+
+def test_logout_of_another_users_token_is_403_and_ends_nothing(identity: Identity) -> None:
+    """A body token of another user than the header's is refused; both sessions go on."""
+    admin = identity.login({**ADMIN, "multipleLogin": True})["token"]
+    dev = identity.login({**DEV, "multipleLogin": True})["token"]
+    assert status_of(identity.logout, xauth(dev), {"token": admin})[0] == 403
+    assert identity.check_token(admin).user.username == "cr-admin"
+    assert identity.check_token(dev).user.username == "bot-developer"
 
 
 def test_logout_of_a_static_oauth_token(identity: Identity) -> None:
