@@ -4,14 +4,13 @@ Every error leaves as ``{"code", "message", "details"}``: :class:`ApiError` from
 aiohttp's own HTTP errors (unknown route 404, wrong method 405, body too large 413), an
 unexpected exception (500, logged with its traceback; never expected), and even requests
 that are not valid HTTP, which aiohttp answers before any middleware runs (see
-:class:`JsonErrorRequestHandler`).
+:class:`~streamproc.emulator.connections.EmulatorConnection`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -46,7 +45,13 @@ def error_middleware(state: EmulatorState) -> Any:
         try:
             response: web.StreamResponse = await handler(request)
         except ApiError as exc:
-            return exc.response()
+            answer = exc.response()
+            if exc.close:
+                answer.force_close()
+                await answer.prepare(request)
+                await answer.write_eof()
+                request.protocol.force_close()
+            return answer
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -78,51 +83,6 @@ class AccessLogger(AbstractAccessLogger):
             duration_ms=round(time * 1000, 3),
             remote=request.remote,
         )
-
-
-class JsonErrorRequestHandler(web.RequestHandler):
-    """aiohttp's connection handler, answering unparsable requests with a JSON error body.
-
-    aiohttp renders parse errors (bad request line, oversized header) as text before any
-    middleware runs; this override keeps the one error shape on the wire. The parser's message
-    is not echoed: it can quote request bytes, headers included.
-    """
-
-    def handle_error(
-        self,
-        request: BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if request.writer.output_size > 0:
-            return super().handle_error(request, status, exc, message)
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-        text = "the request is not valid HTTP" if status == 400 else phrase
-        response = error_response(
-            status, STATUS_CODES.get(status, "BAD_REQUEST"), text, type(exc).__name__ if exc else ""
-        )
-        response.force_close()
-        return response
-
-
-class _JsonErrorServer(web.Server):
-    def __call__(self) -> web.RequestHandler:
-        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class AppRunner(web.AppRunner):
-    """An AppRunner whose connections use :class:`JsonErrorRequestHandler`."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        # AppRunner builds a plain Server; retyping it (same fields, one overridden method)
-        # is the narrowest way to choose the connection handler class.
-        server.__class__ = _JsonErrorServer
-        return server
 
 
 def build_app(state: EmulatorState) -> web.Application:

@@ -49,6 +49,10 @@ _OVERRIDES = {
     "execution_token_ttl_seconds": "execution_token_ttl_seconds",
     "over_limit_status": "over_limit_status",
     "private_key_file": "private_key_file",
+    "max_connections": "max_connections",
+    "header_timeout_seconds": "header_timeout_seconds",
+    "body_timeout_seconds": "body_timeout_seconds",
+    "keepalive_timeout_seconds": "keepalive_timeout_seconds",
     "seed": "seed",
     "log_level": "log_level",
 }
@@ -88,6 +92,30 @@ def register(subparsers: Any) -> None:
     add("--over-limit-status", type=int, choices=(429, 503), help="status over the limit (429)")
     add("--private-key-file", type=Path, metavar="PEM", help="RSA key to sign tokens with")
     add("--seed", type=int, help="seed of the latency and failure draws (0)")
+    add(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="connections held at once (512); at the cap the oldest idle one is closed",
+    )
+    add(
+        "--header-timeout-seconds",
+        type=float,
+        metavar="S",
+        help="time from a request's first byte to its complete headers (5), then 408",
+    )
+    add(
+        "--body-timeout-seconds",
+        type=float,
+        metavar="S",
+        help="time to receive a request body (10), then 408",
+    )
+    add(
+        "--keepalive-timeout-seconds",
+        type=float,
+        metavar="S",
+        help="how long a connection may sit idle before its next request (10)",
+    )
     add(
         "--no-preallocate",
         dest="preallocate",

@@ -2,17 +2,28 @@
 
 A body is accepted as JSON when it carries no Content-Type (curl-style clients) or a JSON
 media type; any other type is 415. The size limit is checked against Content-Length before
-reading and again while reading (chunked bodies), so an oversized body is always 413.
+reading and again while reading (chunked bodies), so an oversized body is always 413. A body
+that does not arrive within the time limit is 408, and the connection is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from streamproc.emulator.problems import JSON_CONTENT_TYPE, ApiError
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """How large a request body may be, and how long reading it may take."""
+
+    max_bytes: int
+    timeout_s: float
 
 
 def _is_json_media_type(value: str) -> bool:
@@ -29,12 +40,17 @@ def too_large(limit: int) -> ApiError:
     )
 
 
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The raw body, refused with 413 above ``max_bytes`` and 415 for a non-JSON type."""
+async def read_body(request: web.Request, limits: BodyLimits) -> bytes:
+    """The raw body: 413 above the size limit, 408 past the time limit, 415 for a non-JSON
+    type."""
     length = request.content_length
-    if length is not None and length > max_bytes:
-        raise too_large(max_bytes)
-    raw = await request.read()
+    if length is not None and length > limits.max_bytes:
+        raise too_large(limits.max_bytes)
+    if request.content.is_eof():
+        # The whole body came with the head (the usual case): no timer to arm.
+        raw = await request.read()
+    else:
+        raw = await _read_within(request, limits.timeout_s)
     if raw:
         content_type = request.headers.get("Content-Type")
         if content_type is not None and not _is_json_media_type(content_type):
@@ -45,6 +61,20 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
                 {"contentType": content_type[:100]},
             )
     return raw
+
+
+async def _read_within(request: web.Request, timeout_s: float) -> bytes:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408,
+            "REQUEST_TIMEOUT",
+            f"the request body did not arrive within {timeout_s:g} s",
+            {"timeoutSeconds": timeout_s},
+            close=True,
+        ) from None
 
 
 def parse_json(raw: bytes, *, required: bool) -> Any:
@@ -63,10 +93,10 @@ def parse_json(raw: bytes, *, required: bool) -> Any:
 
 
 async def read_json_object(
-    request: web.Request, max_bytes: int, *, required: bool = True
+    request: web.Request, limits: BodyLimits, *, required: bool = True
 ) -> dict[str, Any]:
     """The body as a JSON object (``{}`` when optional and empty)."""
-    value = parse_json(await read_body(request, max_bytes), required=required)
+    value = parse_json(await read_body(request, limits), required=required)
     if value is None:
         return {}
     if not isinstance(value, dict):

@@ -23,6 +23,7 @@ STATUS_CODES: Mapping[int, str] = {
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
@@ -45,12 +46,15 @@ class ApiError(Exception):
         details: str | Mapping[str, Any] = "",
         *,
         headers: Mapping[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.details = details
         self.headers = dict(headers or {})
+        # Close the connection once answered, without reading what is left of the request.
+        self.close = close
         super().__init__(f"{status} {code}: {message}")
 
     def body(self) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
-from streamproc.emulator.app import AccessLogger, AppRunner, build_app
+from streamproc.emulator.app import AccessLogger, build_app
+from streamproc.emulator.connections import AppRunner, ConnectionLimits
 from streamproc.emulator.settings import EmulatorSettings
 from streamproc.emulator.state import EmulatorState, build_state
 
@@ -70,8 +71,16 @@ class EmulatorServer:
         access_log = (
             logging.getLogger("streamproc.emulator.access") if self.settings.access_log else None
         )
+        settings = self.settings
+        limits = ConnectionLimits(
+            max_connections=settings.max_connections,
+            header_timeout_s=settings.header_timeout_seconds,
+            body_timeout_s=settings.body_timeout_seconds,
+            keepalive_timeout_s=settings.keepalive_timeout_seconds,
+        )
         runner = AppRunner(
             build_app(self._state),
+            limits=limits,
             handler_cancellation=True,
             access_log_class=AccessLogger,
             access_log=access_log,

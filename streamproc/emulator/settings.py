@@ -134,6 +134,11 @@ class EmulatorSettings(BaseSettings):
     private_key_file: Path | None = None
     over_limit_status: Literal[429, 503] = 429
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # Connection limits (see streamproc.emulator.connections).
+    max_connections: int = Field(512, ge=1, le=100_000)
+    header_timeout_seconds: float = Field(5.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    keepalive_timeout_seconds: float = Field(10.0, gt=0, le=3600)
     default_run_as_user_id: int = Field(12, ge=1)
     seed: int = 0
     preallocate: bool = True

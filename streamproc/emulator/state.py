@@ -15,6 +15,7 @@ from aiohttp import web
 
 from streamproc.emulator.allocations import Allocations
 from streamproc.emulator.behavior import TaskBehavior
+from streamproc.emulator.httpio import BodyLimits
 from streamproc.emulator.identity import Identity
 from streamproc.emulator.problems import ApiError
 from streamproc.emulator.repository import Repository, default_repository
@@ -31,6 +32,7 @@ class EmulatorState:
     tokens: TokenService
     allocations: Allocations
     behaviors: dict[int, TaskBehavior]
+    body: BodyLimits
     clock: Callable[[], float] = time.time
     # Set when the server stops, so held ("hanging") requests end at once.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -74,7 +76,10 @@ def build_state(
                 allocations.add(spec.file_id, spec.concurrency_limit, spec.run_as_user_id)
             except ApiError as exc:
                 raise ConfigError(f"allocations[{i}].file_id", exc.message) from None
-    return EmulatorState(settings, repository, identity, tokens, allocations, behaviors, clock)
+    body = BodyLimits(settings.max_body_bytes, settings.body_timeout_seconds)
+    return EmulatorState(
+        settings, repository, identity, tokens, allocations, behaviors, body, clock
+    )
 
 
 STATE = web.AppKey("emulator_state", EmulatorState)

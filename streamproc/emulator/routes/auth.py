@@ -12,7 +12,7 @@ from streamproc.emulator.state import STATE
 async def login(request: web.Request) -> web.Response:
     """POST /v1|v2/authentication: username with password or apiKey -> token and user."""
     state = request.app[STATE]
-    body = await read_json_object(request, state.settings.max_body_bytes)
+    body = await read_json_object(request, state.body)
     return json_response(state.identity.login(body))
 
 
@@ -20,7 +20,7 @@ async def refresh(request: web.Request) -> web.Response:
     """POST /v1|v2/authentication/token: a fresh token for a live one."""
     state = request.app[STATE]
     principal = state.identity.authenticate(request.headers)
-    body = await read_json_object(request, state.settings.max_body_bytes, required=False)
+    body = await read_json_object(request, state.body, required=False)
     return json_response({"token": state.identity.refresh(principal, body)})
 
 
@@ -36,6 +36,6 @@ async def validate(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     """POST /v1/authentication/logout: end the session; 204."""
     state = request.app[STATE]
-    body = await read_json_object(request, state.settings.max_body_bytes, required=False)
+    body = await read_json_object(request, state.body, required=False)
     state.identity.logout(request.headers, body)
     return web.Response(status=204)

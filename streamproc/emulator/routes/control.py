@@ -62,7 +62,7 @@ async def put_behavior(request: web.Request) -> web.Response:
     """PUT /emulator/v1/behavior/{fileId}: change some fields; answers the whole behaviour."""
     state = request.app[STATE]
     file_id, behavior = _task_behavior(state, request)
-    patch = await read_json_object(request, state.settings.max_body_bytes)
+    patch = await read_json_object(request, state.body)
     try:
         updated = behavior.update(patch)
     except ValidationError as exc:

@@ -69,7 +69,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
         )
     allocation.last_request_id = request.headers.get("X-Request-Id", "")[:_MAX_ID_CHARS] or None
     allocation.last_attempt = request.headers.get("X-Attempt", "")[:_MAX_ID_CHARS] or None
-    body: Any = parse_json(await read_body(request, state.settings.max_body_bytes), required=False)
+    body: Any = parse_json(await read_body(request, state.body), required=False)
     if body is not None and not isinstance(body, dict):
         allocation.invalid += 1
         raise ApiError(400, "INVALID_REQUEST", "request body must be a JSON object {botInput}")

@@ -27,7 +27,7 @@ async def create_allocation(request: web.Request) -> web.Response:
     """PUT /orchestrator/v1/hotbot/config/create: allocate an API Task (admin)."""
     state = request.app[STATE]
     _admin(state, request)
-    body = await read_json_object(request, state.settings.max_body_bytes)
+    body = await read_json_object(request, state.body)
     return json_response(state.allocations.create(body))
 
 
@@ -35,7 +35,7 @@ async def list_allocations(request: web.Request) -> web.Response:
     """POST /orchestrator/v1/hotbot/config: the allocations, filtered, sorted, paged (admin)."""
     state = request.app[STATE]
     _admin(state, request)
-    body = await read_json_object(request, state.settings.max_body_bytes, required=False)
+    body = await read_json_object(request, state.body, required=False)
     query = parse_query(body)
     return json_response(run_query([a.list_entry() for a in state.allocations], query))
 
@@ -53,7 +53,7 @@ async def access_details(request: web.Request) -> web.Response:
     principal = state.identity.authenticate(request.headers)
     if not principal.user.may_request_access:
         raise forbidden("accessdetails needs the AAE_Admin or AAE_Bot Developer role")
-    body = await read_json_object(request, state.settings.max_body_bytes)
+    body = await read_json_object(request, state.body)
     paths = body.get("botRepositoryPath")
     if (
         not isinstance(paths, list)

@@ -35,6 +35,18 @@ def test_flags_become_settings_overrides() -> None:
     assert parse().handler is command.handle
 
 
+def test_connection_limit_flags_become_settings_overrides() -> None:
+    """The four connection limits can be set from the command line."""
+    args = parse("--max-connections", "64", "--header-timeout-seconds", "3",
+                 "--body-timeout-seconds", "4", "--keepalive-timeout-seconds", "5")  # fmt: skip
+    assert command.overrides_from_args(args) == {
+        "max_connections": 64,
+        "header_timeout_seconds": 3.0,
+        "body_timeout_seconds": 4.0,
+        "keepalive_timeout_seconds": 5.0,
+    }
+
+
 def test_help_lists_the_endpoints_and_default_users(capsys: pytest.CaptureFixture[str]) -> None:
     """--help explains the endpoints, the precedence of settings and the default users."""
     with pytest.raises(SystemExit) as info:

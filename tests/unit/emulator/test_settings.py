@@ -28,6 +28,17 @@ def test_defaults() -> None:
     assert settings.over_limit_status == 429
 
 
+def test_connection_limits_default_to_seconds_and_hundreds() -> None:
+    """Idle and slow clients are cut off after seconds; hundreds of connections are held."""
+    settings = load_settings(None, environ=False)
+    assert settings.max_connections == 512
+    assert (
+        settings.header_timeout_seconds,
+        settings.body_timeout_seconds,
+        settings.keepalive_timeout_seconds,
+    ) == (5.0, 10.0, 10.0)
+
+
 def test_repr_masks_secrets() -> None:
     """Passwords and API keys never show in the settings' repr."""
     text = repr(load_settings(None, environ=False))
