@@ -111,6 +111,8 @@ def read_int(body: Mapping[str, Any], field: str, *, minimum: int, maximum: int)
         number = int(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)  # JSON has one number type: 5.0 is the integer 5
     else:
         raise bad_request(
             f"{field} must be an integer (a JSON number or a numeric string)", {"field": field}

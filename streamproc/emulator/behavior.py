@@ -113,8 +113,14 @@ class TaskBehavior:
         self.hang_max_seconds = settings.hang_max_seconds
 
     def update(self, patch: Mapping[str, Any]) -> BehaviorSettings:
-        """Apply a partial update; raises pydantic's ValidationError when invalid."""
-        merged = BehaviorSettings.model_validate({**self.settings.model_dump(), **patch})
+        """Apply a partial update; raises pydantic's ValidationError when invalid.
+
+        Strict: a JSON body has real numbers and booleans, so ``"5"`` or ``true`` for a
+        number is refused, as the OpenAPI document says.
+        """
+        merged = BehaviorSettings.model_validate(
+            {**self.settings.model_dump(), **patch}, strict=True
+        )
         self._compile(merged)
         return merged
 

@@ -77,9 +77,14 @@ async def _read_within(request: web.Request, timeout_s: float) -> bytes:
         ) from None
 
 
+def is_empty(raw: bytes) -> bool:
+    """Whether a body carries nothing (no bytes, or only blanks)."""
+    return not raw or raw.isspace()
+
+
 def parse_json(raw: bytes, *, required: bool) -> Any:
     """Decode ``raw``; an empty body is ``None`` unless ``required``."""
-    if not raw or raw.isspace():
+    if is_empty(raw):
         if required:
             raise ApiError(
                 400, "MALFORMED_JSON", "request body is empty; a JSON object is required"
@@ -95,16 +100,17 @@ def parse_json(raw: bytes, *, required: bool) -> Any:
 async def read_json_object(
     request: web.Request, limits: BodyLimits, *, required: bool = True
 ) -> dict[str, Any]:
-    """The body as a JSON object (``{}`` when optional and empty)."""
-    value = parse_json(await read_body(request, limits), required=required)
-    if value is None:
+    """The body as a JSON object (``{}`` when optional and empty; ``null`` is not empty)."""
+    raw = await read_body(request, limits)
+    value = parse_json(raw, required=required)
+    if value is None and is_empty(raw):
         return {}
     if not isinstance(value, dict):
         raise ApiError(
             400,
             "INVALID_REQUEST",
             "request body must be a JSON object",
-            {"got": type(value).__name__},
+            {"got": "null" if value is None else type(value).__name__},
         )
     return value
 

@@ -107,6 +107,16 @@ def header_token(headers: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
+def _body_token(body: Mapping[str, Any]) -> str | None:
+    """The optional ``token`` of a refresh or logout body: a string when present."""
+    if "token" not in body:
+        return None
+    given = body["token"]
+    if not isinstance(given, str):
+        raise bad_request("token must be a string", {"field": "token"})
+    return given
+
+
 class Identity:
     """Logins, tokens and sessions of the configured users."""
 
@@ -226,9 +236,7 @@ class Identity:
 
     def refresh(self, principal: Principal, body: Mapping[str, Any]) -> str:
         """A fresh token for the body's token (default: the header's), same session kind."""
-        given = body.get("token")
-        if given is not None and not isinstance(given, str):
-            raise bad_request("token must be a string", {"field": "token"})
+        given = _body_token(body)
         target = principal if given is None or given == principal.token else self.check_token(given)
         if target.user.id != principal.user.id:
             raise forbidden("a user can refresh only their own tokens")
@@ -242,9 +250,7 @@ class Identity:
         Only the caller's own sessions: a body token of another user than the header's is
         403 and ends nothing. A body token alone is its own proof of possession.
         """
-        given = body.get("token")
-        if given is not None and not isinstance(given, str):
-            raise bad_request("token must be a string", {"field": "token"})
+        given = _body_token(body)
         candidates = [t for t in (header_token(headers), given) if t is not None]
         if not candidates:
             raise unauthorized("AUTHENTICATION_REQUIRED", "send the token to log out")

@@ -1,16 +1,18 @@
 """The Control Room's list request (filter, sort, page) applied to allocation list entries.
 
 Body: ``{"filter": {...}, "sort": [{"field", "direction"}], "page": {"offset", "length"}}``,
-every part optional. A filter is ``{"operator", "field", "value"}`` with operator ``eq``,
-``ne``, ``lt``, ``le``, ``gt``, ``ge`` or ``substring`` (case-insensitive), or ``and``/``or``
+every part optional (``null`` counts as absent). A filter is ``{"operator", "field", "value"}``
+with operator ``eq``, ``ne``, ``lt``, ``le``, ``gt``, ``ge`` or ``substring``, or ``and``/``or``
 with ``operands`` (a list of filters), ``not`` with exactly one operand, or ``NONE`` (matches
-everything). Numeric fields (``fileId``, ``runAsUserOrNone``, ``concurrencyLimit``) compare
-as numbers, the others as strings. The page length defaults to 100. Pure: no I/O.
+everything); names are exact, as the OpenAPI document lists them. Numeric fields
+(``fileId``, ``runAsUserOrNone``, ``concurrencyLimit``) compare as numbers (a JSON number or
+a decimal string), the others as strings. The page length defaults to 100. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,9 @@ NUMERIC_FIELDS = frozenset({"fileId", "runAsUserOrNone", "concurrencyLimit"})
 FIELDS = NUMERIC_FIELDS | {"filePath", "fileName"}
 DEFAULT_PAGE_LENGTH = 100
 MAX_FILTER_DEPTH = 16
+# What a numeric field's value may be as a string (the OpenAPI document uses the same pattern).
+DECIMAL_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,15})?$"
+_DECIMAL = re.compile(DECIMAL_PATTERN)
 _COMPARE: Mapping[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,
     "ne": operator.ne,
@@ -67,12 +72,11 @@ def _comparison(name: str, field: str, value: Any, where: str) -> Predicate:
         return lambda entry: needle in str(entry[field]).lower()
     compare = _COMPARE[name]
     if field in NUMERIC_FIELDS:
-        try:
-            number = float(value)
-        except ValueError:
+        if isinstance(value, str) and not _DECIMAL.fullmatch(value):
             raise bad_request(
                 f"{where}.value must be numeric for {field}", {"field": f"{where}.value"}
-            ) from None
+            )
+        number = float(value)
         return lambda entry: compare(float(entry[field]), number)
     text = str(value)
     return lambda entry: compare(str(entry[field]), text)
@@ -87,8 +91,7 @@ def parse_filter(spec: Any, where: str = "filter", depth: int = 0) -> Predicate:
     name = spec.get("operator")
     if not isinstance(name, str):
         raise bad_request(f"{where}.operator must be a string", {"field": f"{where}.operator"})
-    name = name.lower()
-    if name == "none":
+    if name == "NONE":
         return lambda _entry: True
     if name in ("and", "or", "not"):
         operands = spec.get("operands")
@@ -124,11 +127,11 @@ def _parse_sort(spec: Any) -> tuple[tuple[str, bool], ...]:
         if not isinstance(item, Mapping):
             raise bad_request(f"{where} must be an object", {"field": where})
         direction = item.get("direction", "asc")
-        if not isinstance(direction, str) or direction.lower() not in ("asc", "desc"):
+        if direction not in ("asc", "desc"):
             raise bad_request(
                 f"{where}.direction must be asc or desc", {"field": f"{where}.direction"}
             )
-        keys.append((_field(item, where), direction.lower() == "desc"))
+        keys.append((_field(item, where), direction == "desc"))
     return tuple(keys)
 
 
@@ -136,6 +139,8 @@ def _page_int(page: Mapping[str, Any], key: str) -> int:
     value = page.get(key, 0)
     if value is None:
         return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 5.0 is the integer 5
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31 - 1:
         raise bad_request(
             f"page.{key} must be an integer from 0 to 2147483647", {"field": f"page.{key}"}

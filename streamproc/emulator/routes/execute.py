@@ -17,7 +17,7 @@ from aiohttp import web
 
 from streamproc.emulator.allocations import Allocation
 from streamproc.emulator.behavior import Fate
-from streamproc.emulator.httpio import parse_json, read_body
+from streamproc.emulator.httpio import is_empty, parse_json, read_body
 from streamproc.emulator.identity import header_token
 from streamproc.emulator.problems import JSON_CONTENT_TYPE, ApiError, error_response, unauthorized
 from streamproc.emulator.state import STATE, EmulatorState
@@ -69,8 +69,9 @@ async def execute(request: web.Request) -> web.StreamResponse:
         )
     allocation.last_request_id = request.headers.get("X-Request-Id", "")[:_MAX_ID_CHARS] or None
     allocation.last_attempt = request.headers.get("X-Attempt", "")[:_MAX_ID_CHARS] or None
-    body: Any = parse_json(await read_body(request, state.body), required=False)
-    if body is not None and not isinstance(body, dict):
+    raw = await read_body(request, state.body)
+    body: Any = parse_json(raw, required=False)
+    if not is_empty(raw) and not isinstance(body, dict):
         allocation.invalid += 1
         raise ApiError(400, "INVALID_REQUEST", "request body must be a JSON object {botInput}")
     try:

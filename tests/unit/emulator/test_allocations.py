@@ -38,7 +38,7 @@ def test_create_applies_defaults(allocations: Allocations) -> None:
         ({}, 400, "INVALID_REQUEST"),
         ({"fileId": None}, 400, "INVALID_REQUEST"),
         ({"fileId": "abc"}, 400, "INVALID_REQUEST"),
-        ({"fileId": 5.0}, 400, "INVALID_REQUEST"),
+        ({"fileId": 5.5}, 400, "INVALID_REQUEST"),
         ({"fileId": True}, 400, "INVALID_REQUEST"),
         ({"fileId": "-5"}, 400, "INVALID_REQUEST"),
         ({"fileId": 0}, 400, "INVALID_REQUEST"),
@@ -68,6 +68,14 @@ def test_duplicate_allocation_is_409(allocations: Allocations) -> None:
         allocations.create({"fileId": "201", "concurrencyLimit": 4})
     assert (info.value.status, info.value.code) == (409, "ALLOCATION_EXISTS")
     assert allocations.get(201).concurrency_limit == 1  # type: ignore[union-attr]
+
+
+def test_create_reads_an_integral_json_number_as_an_integer(allocations: Allocations) -> None:
+    """JSON has one number type: 149.0 names file 149, as the OpenAPI document's integer does."""
+    assert allocations.create({"fileId": 149.0, "concurrencyLimit": 2.0})["fileId"] == 149.0
+    allocation = allocations.get(149)
+    assert allocation is not None
+    assert allocation.concurrency_limit == 2
 
 
 def test_read_int_accepts_numbers_and_numeric_strings() -> None:

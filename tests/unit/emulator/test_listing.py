@@ -76,7 +76,7 @@ def test_sort_by_several_keys() -> None:
     body = {"sort": [{"field": "runAsUserOrNone", "direction": "desc"},
                      {"field": "fileId", "direction": "desc"}]}  # fmt: skip
     assert ids(body) == ["180", "149", "184"]
-    assert ids({"sort": [{"field": "concurrencyLimit", "direction": "DESC"}]}) == [
+    assert ids({"sort": [{"field": "concurrencyLimit", "direction": "desc"}]}) == [
         "184", "180", "149"
     ]  # fmt: skip
 
@@ -100,6 +100,13 @@ def test_sort_by_several_keys() -> None:
         {"page": {"offset": -1}},
         {"page": {"length": "10"}},
         {"page": {"offset": 2**40}},
+        # Names are exact, as the OpenAPI document lists them; numbers are plain decimals.
+        {"filter": {"operator": "EQ", "field": "fileId", "value": "1"}},
+        {"filter": {"operator": "none"}},
+        {"sort": [{"field": "fileId", "direction": "DESC"}]},
+        {"filter": {"operator": "eq", "field": "fileId", "value": "1_000"}},
+        {"filter": {"operator": "eq", "field": "fileId", "value": "inf"}},
+        {"filter": {"operator": "eq", "field": "fileId", "value": "12\n"}},
     ],
 )
 def test_malformed_queries_are_400(body: dict[str, Any]) -> None:
