@@ -189,9 +189,7 @@ async def build_runners(
         except AccessDetailsError as exc:
             raise ConfigError(f"api_tasks.{task.name}.repository_path", exc.reason) from exc
         except (AuthError, PermissionDeniedError) as exc:
-            raise ConfigError(
-                "controlroom.username", f"cannot get an execution URL: {exc}"
-            ) from exc
+            raise ConfigError(cr.identity_key, f"cannot get an execution URL: {exc}") from exc
         budget = budgets[task.name]
         metrics.allocation_budget.labels(task.name).set(budget.limit)
         metrics.allocation_in_flight.labels(task.name).set_function(

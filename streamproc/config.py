@@ -2,10 +2,14 @@
 
 Sources, later ones winning: the TOML file given to ``streamproc run --config``, then
 environment variables ``STREAMPROC_<SECTION>__<KEY>`` (e.g. ``STREAMPROC_KAFKA__GROUP_ID``,
-``STREAMPROC_CONTROLROOM__PASSWORD``). Unknown keys are errors, not silently ignored, because a
-misspelt key in production is a setting that silently did not apply. Any problem becomes a
-:class:`~streamproc.errors.ConfigError` naming the key's dotted path. Credentials are
-``SecretStr``: printing the settings never shows them.
+``STREAMPROC_CONTROLROOM__PASSWORD``; see :mod:`streamproc.envsettings`). Unknown keys, and
+``STREAMPROC_*`` variables that name no setting, are errors, not silently ignored, because a
+misspelt key in production is a setting that silently did not apply (``STREAMPROC_EMULATOR_*``
+belong to ``streamproc emulator`` and are left to it). File values must have the key's type
+(``"1000"`` is not an integer there); a variable's text is converted by the key's type. Any
+problem becomes a :class:`~streamproc.errors.ConfigError` naming the key's dotted path (or
+the variable), never quoting a value. Credentials are ``SecretStr``, and a Control Room URL
+with a user name or password in it is refused: printing the settings never shows a secret.
 
 The librdkafka and HTTP client settings are *exported* from these fields, so one value (e.g. a
 concurrency budget) drives every layer that depends on it.
@@ -13,11 +17,15 @@ concurrency budget) drives every layer that depends on it.
 
 from __future__ import annotations
 
-import re
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
+import pydantic_core
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,11 +35,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
 
 from streamproc.core.circuit import CircuitPolicy
 from streamproc.core.decisions import FallbackPolicy
@@ -39,16 +42,25 @@ from streamproc.core.mapping import DEFAULT_FRAUD_MAPPING, TaskMappingSpec
 from streamproc.core.ordering import OrderingMode
 from streamproc.core.retry import RetryPolicy
 from streamproc.core.routing import RoutingSpec, check_routing
+from streamproc.envsettings import EnvironmentSettings, deep_merge, read_environment
 from streamproc.errors import ConfigError
+from streamproc.redaction import is_secret_kafka_property, redact_text
 from streamproc.tomlfile import read_toml
 
 ENV_PREFIX = "STREAMPROC_"
-# librdkafka properties that hold secrets (sasl.password, ssl.key.password, ssl.key.pem,
-# sasl.oauthbearer.client.secret, ...): describe() masks them in the override tables.
-_SECRET_PROPERTY = re.compile(
-    r"pass(word)?|secret|token|api[._-]?key|credential|\.pem$|oauthbearer\.config", re.I
-)
+# Read by `streamproc emulator`, not by the processor.
+OTHER_COMMANDS_PREFIXES = ("STREAMPROC_EMULATOR_",)
 _MASKED = "**********"  # what pydantic shows for a SecretStr
+
+
+def _not_empty(secret: SecretStr) -> SecretStr:
+    if not secret.get_secret_value():
+        raise ValueError("must not be empty")
+    return secret
+
+
+# A credential, when given, is never empty.
+Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
 # What at-least-once rests on (commit acknowledged work only; durable, ordered outputs), with
 # librdkafka's aliases: an override table must not undo it.
 _MANAGED_PROPERTIES = {
@@ -61,7 +73,8 @@ FRAUD_SCORE_PATH = "Automation Anywhere\\Bots\\Fraud Score API Task"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No infinity or NaN: "inf" seconds is not a timeout.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class KafkaSettings(_Section):
@@ -79,8 +92,8 @@ class KafkaSettings(_Section):
     linger_ms: int = Field(5, ge=0, le=1_000)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_username: str | None = Field(None, min_length=1)
+    sasl_password: Secret | None = None
     # Passed to librdkafka unchanged, for settings this model does not name.
     consumer_overrides: dict[str, str] = Field(default_factory=dict)
     producer_overrides: dict[str, str] = Field(default_factory=dict)
@@ -149,14 +162,14 @@ class ControlRoomSettings(_Section):
     url: str = "http://127.0.0.1:8090"
     auth_version: Literal["v1", "v2"] = "v2"
     # Bot developer identity: generates execution URLs and tokens.
-    username: str | None = "bot-developer"
-    password: SecretStr | None = None
-    api_key: SecretStr | None = None
-    bearer_token: SecretStr | None = None
+    username: str | None = Field("bot-developer", min_length=1)
+    password: Secret | None = None
+    api_key: Secret | None = None
+    bearer_token: Secret | None = None
     # Optional admin identity: only used to read allocation budgets (the list is admin-only).
-    admin_username: str | None = None
-    admin_password: SecretStr | None = None
-    admin_api_key: SecretStr | None = None
+    admin_username: str | None = Field(None, min_length=1)
+    admin_password: Secret | None = None
+    admin_api_key: Secret | None = None
     verify_tls: bool = True
     request_timeout_ms: int = Field(10_000, ge=100)
     token_refresh_margin_s: float = Field(60.0, ge=0)
@@ -166,9 +179,7 @@ class ControlRoomSettings(_Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return check_controlroom_url(value)
 
     @model_validator(mode="after")
     def _one_credential(self) -> Self:
@@ -189,6 +200,31 @@ class ControlRoomSettings(_Section):
     @property
     def has_admin(self) -> bool:
         return bool(self.admin_username and (self.admin_password or self.admin_api_key))
+
+    @property
+    def identity_key(self) -> str:
+        """The key to name when the Control Room refuses the bot developer identity."""
+        return "controlroom.bearer_token" if self.bearer_token else "controlroom.username"
+
+
+def check_controlroom_url(url: str) -> str:
+    """``url`` without a trailing slash; ValueError unless an http(s) URL with a host and no
+    user name or password (those would be printed with the URL and sent as Basic auth)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must start with http:// or https://")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not contain a user name or password; give credentials as "
+            "controlroom.username with password, api_key or bearer_token"
+        )
+    if not parts.hostname:
+        raise ValueError("has no host")
+    return url.rstrip("/")
 
 
 class ApiTaskSettings(_Section):
@@ -235,14 +271,8 @@ def _default_tasks() -> tuple[ApiTaskSettings, ...]:
     return (ApiTaskSettings(name="fraud", repository_path=FRAUD_SCORE_PATH),)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        case_sensitive=False,
-    )
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kafka: KafkaSettings = KafkaSettings()
     controlroom: ControlRoomSettings = ControlRoomSettings(
@@ -275,40 +305,44 @@ class Settings(BaseSettings):
                 return task
         raise KeyError(name)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],  # noqa: ARG003
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
-        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init carries the parsed TOML file (see load_settings); the environment overrides it.
-        return (env_settings, init_settings)
 
-
-def load_settings(path: str | Path | None = None) -> Settings:
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Read and validate the TOML file (optional) and the environment; raise ConfigError."""
     data = read_toml(path) if path is not None else {}
+    env = read_environment(
+        Settings,
+        ENV_PREFIX,
+        os.environ if environ is None else environ,
+        ignore=OTHER_COMMANDS_PREFIXES,
+    )
+    merged = deep_merge(data, env.data)
     try:
-        return Settings(**data)
+        # As JSON, strictly: a value must have its key's type, as TOML and JSON can say it
+        # ("1000" is not an integer; a table is not a list). Infinity stays infinity so that
+        # it is refused as such.
+        document = pydantic_core.to_json(merged, inf_nan_mode="constants")
+        return Settings.model_validate_json(document, strict=True)
     except ValidationError as exc:
-        raise _config_error(exc) from None
+        raise _config_error(exc, env) from None
 
 
-def _config_error(exc: ValidationError) -> ConfigError:
+def _config_error(exc: ValidationError, env: EnvironmentSettings) -> ConfigError:
     """The first problem, by key path, in words a person can act on; never the input value."""
     first = exc.errors(include_url=False, include_input=False)[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key (check the spelling against config/local.toml)"
     elif not first["loc"]:
         # The cross-section checks of Settings name their section first ("routing: ...").
-        section, sep, rest = message.removeprefix("Value error, ").partition(": ")
+        section, sep, rest = message.partition(": ")
         if sep and section in Settings.model_fields:
             key, message = section, rest
+    variable = env.variable_for(first["loc"])
+    if variable is not None:
+        message += f" (set by {variable})"
     more = len(exc.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
@@ -320,9 +354,10 @@ def describe(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json", exclude_none=True)
     kafka = data["kafka"]
     for table in ("consumer_overrides", "producer_overrides"):
-        # Plain strings passed to librdkafka: mask those whose property names a secret.
+        # Plain strings passed to librdkafka: mask the properties that carry secrets, and
+        # secrets inside any other value (a URL's password, ``password=...``).
         kafka[table] = {
-            name: _MASKED if _SECRET_PROPERTY.search(name) else value
+            name: _MASKED if is_secret_kafka_property(name) else redact_text(value)
             for name, value in kafka[table].items()
         }
     return data

@@ -20,5 +20,12 @@ def read_toml(path: str | Path, *, key: str = "--config") -> dict[str, Any]:
         raise ConfigError(key, f"file not found: {str(file)!r} does not exist") from None
     except OSError as exc:
         raise ConfigError(key, f"cannot read {str(file)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8; the reason and the position, never the bytes (they may be a secret).
+        raise ConfigError(
+            key, f"{str(file)!r} is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(key, f"{str(file)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(key, f"{str(file)!r} nests arrays or tables too deeply") from None

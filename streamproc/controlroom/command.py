@@ -1,7 +1,8 @@
 """``streamproc controlroom``: talk to any Control Room (or the emulator) by hand.
 
-Results are JSON on stdout; expected failures are one line on stderr and a non-zero exit,
-never a traceback and never a secret.
+Results are JSON on stdout; expected failures are one line on stderr and a non-zero exit
+(2 for bad configuration, naming the key; 1 for anything else), never a traceback and never
+a secret.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from streamproc import logs
+from streamproc.config import check_controlroom_url
 from streamproc.controlroom.allocations import AccessDetails
 from streamproc.controlroom.client import ControlRoomClient
 from streamproc.controlroom.connection import Connection, read_sources, resolve
@@ -29,7 +31,13 @@ from streamproc.controlroom.values import (
     parse_bot_values,
     parse_value,
 )
-from streamproc.errors import BotValueError, StreamprocError
+from streamproc.errors import (
+    AuthError,
+    BotValueError,
+    ConfigError,
+    PermissionDeniedError,
+    StreamprocError,
+)
 
 Action = Callable[[argparse.Namespace, Connection], Coroutine[Any, Any, tuple[Any, int]]]
 _SCALARS = {"STRING": "string", "NUMBER": "number", "BOOLEAN": "boolean", "DATETIME": "string"}
@@ -190,9 +198,13 @@ def _handler(action: Action) -> Callable[[argparse.Namespace], int]:
                 values["auth_version"] = args.auth_version
             if args.insecure:
                 values["verify_tls"] = False
+            if isinstance(values.get("url"), str):
+                values["url"] = _url(values["url"])
             connection = resolve(values, admin=args.admin)
             result, status = asyncio.run(action(args, connection))
-
+        except ConfigError as exc:
+            print(f"streamproc controlroom: configuration error: {exc}", file=sys.stderr)
+            return 2
         except StreamprocError as exc:
             print(f"streamproc controlroom: error: {exc}", file=sys.stderr)
             return 1
@@ -203,6 +215,13 @@ def _handler(action: Action) -> Callable[[argparse.Namespace], int]:
         return status
 
     return run
+
+
+def _url(url: str) -> str:
+    try:
+        return check_controlroom_url(url)
+    except ValueError as exc:
+        raise ConfigError("controlroom.url", str(exc)) from None
 
 
 def _client(args: argparse.Namespace, connection: Connection) -> ControlRoomClient:
@@ -216,15 +235,20 @@ def _client(args: argparse.Namespace, connection: Connection) -> ControlRoomClie
 
 
 async def _login(args: argparse.Namespace, connection: Connection) -> tuple[Any, int]:
+    bearer = isinstance(connection.credentials, BearerCredentials)
     async with _client(args, connection) as client:
         await client.authenticate()
+        if bearer:
+            # A bearer token is not exchanged at login: ask the Control Room whether it takes
+            # it, with the cheapest authenticated read there is.
+            await _check_bearer(client)
         token = client.token
         assert token is not None
     expires = token.expires_at
     out: dict[str, Any] = {
         "url": connection.url,
         "authVersion": connection.auth_version,
-        "kind": "bearer" if isinstance(connection.credentials, BearerCredentials) else "login",
+        "kind": "bearer" if bearer else "login",
         "user": dict(token.user),
         "tokenExpiresAt": None
         if expires is None
@@ -233,6 +257,23 @@ async def _login(args: argparse.Namespace, connection: Connection) -> tuple[Any,
     if args.show_token:
         out["token"] = token.token.get_secret_value()
     return out, 0
+
+
+async def _check_bearer(client: ControlRoomClient) -> None:
+    """Return when the Control Room accepts the client's bearer token; ConfigError naming
+    ``controlroom.bearer_token`` when it refuses it."""
+    # allocations() is an async generator: close it after its first page.
+    listing = cast(AsyncGenerator[Any, None], client.allocations(page_size=1))
+    try:
+        await anext(listing, None)
+    except PermissionDeniedError:
+        return  # authenticated; only the role may not list allocations
+    except AuthError as exc:
+        raise ConfigError(
+            "controlroom.bearer_token", f"the Control Room refused the token: {exc}"
+        ) from exc
+    finally:
+        await listing.aclose()
 
 
 async def _list_allocations(args: argparse.Namespace, connection: Connection) -> tuple[Any, int]:

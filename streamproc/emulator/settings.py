@@ -2,9 +2,9 @@
 
 Sources, lowest to highest precedence: the built-in defaults (mirrored, with comments, in
 ``config/emulator.toml``), a TOML file, ``STREAMPROC_EMULATOR_``-prefixed environment
-variables (``__`` separates nested keys: ``STREAMPROC_EMULATOR_BEHAVIOR__LATENCY_MS=5``), then
-explicit overrides (command-line flags, test fixtures). Any problem raises
-:class:`~streamproc.errors.ConfigError` naming the dotted key.
+variables (``__`` separates nested keys: ``STREAMPROC_EMULATOR_BEHAVIOR__LATENCY_MS=5``; one
+that names no setting is an error), then explicit overrides (command-line flags, test
+fixtures). Any problem raises :class:`~streamproc.errors.ConfigError` naming the dotted key.
 
 The flat behaviour keys (``latency_ms``, ``error_rate``, ...) given as overrides apply to
 every task: they set ``behavior`` and clear the same field from each ``task_behavior`` entry.
@@ -12,6 +12,7 @@ every task: they set ``behavior`` and clear the same field from each ``task_beha
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -28,9 +29,9 @@ from pydantic import (
     field_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from pydantic_settings.sources import EnvSettingsSource
 
 from streamproc.emulator.behavior import BehaviorPatch, BehaviorSettings
+from streamproc.envsettings import EnvironmentSettings, deep_merge, read_environment
 from streamproc.errors import ConfigError
 from streamproc.tomlfile import read_toml
 
@@ -216,11 +217,13 @@ def load_settings(
 ) -> EmulatorSettings:
     """Settings from defaults < TOML file < environment < overrides; ConfigError if invalid."""
     data: dict[str, Any] = read_toml(path, key="config") if path is not None else {}
+    env = EnvironmentSettings()
     if environ:
-        data = _deep_merge(data, EnvSettingsSource(EmulatorSettings)())
+        env = read_environment(EmulatorSettings, ENV_PREFIX, os.environ)
+        data = deep_merge(data, env.data)
     flat = {k: v for k, v in (overrides or {}).items() if k in FLAT_BEHAVIOR_KEYS}
     rest = {k: v for k, v in (overrides or {}).items() if k not in FLAT_BEHAVIOR_KEYS}
-    data = _deep_merge(data, rest)
+    data = deep_merge(data, rest)
     if flat:
         data["behavior"] = {**dict(data.get("behavior") or {}), **flat}
         tasks = data.get("task_behavior") or {}
@@ -236,7 +239,11 @@ def load_settings(
         for file_id in settings.task_behavior:
             settings.behavior_for(file_id)
     except ValidationError as exc:
-        raise config_error(exc) from None
+        error = config_error(exc)
+        variable = env.variable_for(exc.errors()[0]["loc"])
+        if variable is not None:
+            error = ConfigError(error.key, f"{error.problem} (set by {variable})")
+        raise error from None
     return settings
 
 
@@ -245,7 +252,7 @@ def config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
     errors = exc.errors(include_input=False, include_url=False)
     first = errors[0]
     key = prefix + dotted(first["loc"])
-    problem = first["msg"]
+    problem = first["msg"].removeprefix("Value error, ")
     if len(errors) > 1:
         problem += f" (and {len(errors) - 1} more problem(s))"
     return ConfigError(key or "<root>", problem)
@@ -256,14 +263,3 @@ def dotted(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        below = merged.get(key)
-        if isinstance(below, Mapping) and isinstance(value, Mapping):
-            merged[key] = _deep_merge(below, value)
-        else:
-            merged[key] = value
-    return merged

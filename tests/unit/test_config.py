@@ -11,6 +11,7 @@ import pytest
 from streamproc.config import describe, load_settings
 from streamproc.controlroom.transport import DEFAULT_TRANSPORT
 from streamproc.errors import ConfigError
+from streamproc.redaction import KAFKA_SECRET_PROPERTIES
 
 SECRETS = {
     "password": "cr-Password-Secret-1",
@@ -236,3 +237,213 @@ def test_a_config_path_that_is_not_a_readable_file_is_a_config_error(tmp_path: P
         load_settings(tmp_path)
     assert caught.value.key == "--config"
     assert "cannot read" in caught.value.problem
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """A config file with bytes that are not UTF-8 fails under --config, quoting no byte."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[controlroom]\npassword = "p\xe4ss-Secret"\n')
+    error = config_error(path)
+    assert error.key == "--config"
+    assert "not UTF-8" in error.problem
+    assert "Secret" not in str(error)
+
+
+def test_arrays_nested_too_deeply_for_the_toml_reader_are_a_config_error(tmp_path: Path) -> None:
+    """A document the TOML reader cannot descend is refused under --config, not a crash."""
+    error = config_error(toml(tmp_path, "a = " + "[" * 5000 + "]" * 5000 + "\n"))
+    assert error.key == "--config"
+
+
+@pytest.mark.parametrize(
+    ("variable", "key"),
+    [
+        ("STREAMPROC_CONTROLROOM", "controlroom"),
+        ("STREAMPROC_KAFKA__CONSUMER_OVERRIDES", "kafka.consumer_overrides"),
+        ("STREAMPROC_API_TASKS", "api_tasks"),
+    ],
+)
+@pytest.mark.parametrize("text", ["{bad", "not json", ""])
+def test_malformed_json_in_a_whole_value_variable_names_key_and_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, key: str, text: str
+) -> None:
+    """A table or list given as a variable must be JSON; if not, the key and the variable are
+    named (the value is not quoted)."""
+    monkeypatch.setenv(variable, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.key == key
+    assert f"{variable} is not valid JSON" in info.value.problem
+
+
+def test_whole_value_variables_hold_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    """STREAMPROC_KAFKA__CONSUMER_OVERRIDES and STREAMPROC_CONTROLROOM take JSON objects."""
+    monkeypatch.setenv("STREAMPROC_KAFKA__CONSUMER_OVERRIDES", '{"fetch.min.bytes": "1"}')
+    monkeypatch.setenv("STREAMPROC_CONTROLROOM", '{"username": "u", "api_key": "k"}')
+    settings = load_settings()
+    assert settings.kafka.consumer_overrides == {"fetch.min.bytes": "1"}
+    assert (settings.controlroom.username, settings.controlroom.password) == ("u", None)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "STREAMPROC_PROCESING__MAX_IN_FLIGHT",
+        "STREAMPROC_PROCESSING__MAX_IN_FLGHT",
+        "STREAMPROC_PROCESSING__RETRY__ATTEMPTS",
+        "STREAMPROC_KAFKA__CONSUMER_OVERRIDES__FETCH_MIN_BYTES",
+        "STREAMPROC_",
+        "STREAMPROC_KAFKA____GROUP_ID",
+    ],
+)
+def test_a_variable_that_names_no_setting_fails_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """Any STREAMPROC_* variable that names no setting fails at start with its name."""
+    monkeypatch.setenv(variable, "abc")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert variable in str(info.value)
+
+
+def test_the_emulators_variables_are_left_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """STREAMPROC_EMULATOR_* configure `streamproc emulator`; the processor ignores them."""
+    monkeypatch.setenv("STREAMPROC_EMULATOR_PORT", "8091")
+    monkeypatch.setenv("STREAMPROC_EMULATOR_BEHAVIOR__LATENCY_MS", "5")
+    assert load_settings().kafka.group_id == "streamproc"
+
+
+def test_variables_are_converted_by_the_keys_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variable's text becomes the key's type: numbers, booleans, nested keys, secrets."""
+    monkeypatch.setenv("STREAMPROC_PROCESSING__MAX_IN_FLIGHT", "250")
+    monkeypatch.setenv("STREAMPROC_PROCESSING__DRAIN_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("STREAMPROC_PROCESSING__RETRY__MAX_ATTEMPTS", "5")
+    monkeypatch.setenv("STREAMPROC_OBSERVABILITY__HTTP_ENABLED", "no")
+    monkeypatch.setenv("streamproc_kafka__group_id", "lower-case-works")
+    monkeypatch.setenv("STREAMPROC_CONTROLROOM__PASSWORD", "1234")
+    settings = load_settings()
+    assert settings.processing.max_in_flight == 250
+    assert settings.processing.drain_timeout_s == 2.5
+    assert settings.processing.retry.max_attempts == 5
+    assert settings.observability.http_enabled is False
+    assert settings.kafka.group_id == "lower-case-works"
+    assert settings.controlroom.password is not None
+    assert settings.controlroom.password.get_secret_value() == "1234"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[processing]\nmax_in_flight = "1000"\n', "processing.max_in_flight"),
+        ("[processing]\nmax_in_flight = 1000.0\n", "processing.max_in_flight"),
+        ('[processing]\ndrain_timeout_s = "10"\n', "processing.drain_timeout_s"),
+        ("[observability]\nhttp_enabled = 1\n", "observability.http_enabled"),
+        ('[processing.retry]\nmax_attempts = "3"\n', "processing.retry.max_attempts"),
+        ("[[api_tasks]]\nname = 5\nrepository_path = 'x'\n", "api_tasks.0.name"),
+    ],
+)
+def test_file_values_must_have_the_keys_type(tmp_path: Path, text: str, key: str) -> None:
+    """A file says what type a value is: a string is not a number, a number not a boolean."""
+    assert config_error(toml(tmp_path, text)).key == key
+
+
+@pytest.mark.parametrize("key", ["drain_timeout_s", "startup_timeout_s"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_infinity_and_nan_are_not_durations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: str
+) -> None:
+    """inf or nan seconds, from the file or the environment, fails naming the key."""
+    assert config_error(toml(tmp_path, f"[processing]\n{key} = {value}\n")).key == (
+        f"processing.{key}"
+    )
+    monkeypatch.setenv(f"STREAMPROC_PROCESSING__{key.upper()}", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.key == f"processing.{key}"
+
+
+@pytest.mark.parametrize(
+    ("credential", "key"),
+    [
+        ('password = ""', "controlroom.password"),
+        ('api_key = ""', "controlroom.api_key"),
+        ('bearer_token = ""', "controlroom.bearer_token"),
+        ('password = "p"\nadmin_username = "a"\nadmin_password = ""', "controlroom.admin_password"),
+        ('username = ""\npassword = "p"', "controlroom.username"),
+    ],
+)
+def test_an_empty_credential_is_refused(tmp_path: Path, credential: str, key: str) -> None:
+    """An empty password, API key, token or user name fails naming its key."""
+    error = config_error(toml(tmp_path, f"[controlroom]\n{credential}\n"))
+    assert error.key == key
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:url-Secret-1@cr.example.com",
+        "https://user@cr.example.com/",
+        "http://:url-Secret-1@cr.example.com:8080",
+    ],
+)
+def test_a_control_room_url_with_user_info_is_refused(tmp_path: Path, url: str) -> None:
+    """Credentials inside controlroom.url are refused, and never quoted back."""
+    error = config_error(toml(tmp_path, f'[controlroom]\nurl = "{url}"\npassword = "p"\n'))
+    assert error.key == "controlroom.url"
+    assert "user name or password" in error.problem
+    assert "url-Secret-1" not in str(error)
+
+
+@pytest.mark.parametrize("url", ["http://", "http://[::1", "https://host:port/x"])
+def test_a_control_room_url_that_is_no_url_is_refused(tmp_path: Path, url: str) -> None:
+    """A URL without a host, or unparsable, fails naming controlroom.url."""
+    error = config_error(toml(tmp_path, f'[controlroom]\nurl = "{url}"\npassword = "p"\n'))
+    assert error.key == "controlroom.url"
+
+
+def test_messages_carry_no_validator_prefix(tmp_path: Path) -> None:
+    """Problems read as sentences, without pydantic's "Value error, " prefix."""
+    for text in (
+        '[controlroom]\nusername = "u"\npassword = "p"\napi_key = "k"\n',
+        '[controlroom]\nurl = "ftp://x"\npassword = "p"\n',
+        '[kafka.producer_overrides]\nacks = "1"\n',
+        '[routing]\ndefault_tasks = ["nope"]\n',
+    ):
+        assert "Value error" not in str(config_error(toml(tmp_path, text)))
+
+
+@pytest.mark.parametrize("name", sorted(KAFKA_SECRET_PROPERTIES))
+def test_every_librdkafka_secret_property_is_masked(name: str) -> None:
+    """Each librdkafka property that can carry a secret is masked in describe() (so in
+    `run --check` and the start-up log line), whichever override table holds it."""
+    secret = "kafka-Property-Secret-9"
+    overrides = orjson.dumps({name: secret}).decode()
+    environ = {
+        "STREAMPROC_KAFKA__CONSUMER_OVERRIDES": overrides,
+        "STREAMPROC_KAFKA__PRODUCER_OVERRIDES": overrides,
+    }
+    described = describe(load_settings(environ=environ))
+    assert secret not in orjson.dumps(described).decode()
+    assert described["kafka"]["consumer_overrides"][name] == "**********"
+
+
+def test_sasl_oauthbearer_extensions_are_masked_and_other_values_redacted() -> None:
+    """The OIDC extensions (key=value pairs) are masked; a password inside another value,
+    such as a URL's, is redacted; plain values stay readable."""
+    overrides = {
+        "sasl.oauthbearer.extensions": "logicalCluster=lkc-1,apiSecret=ext-Secret-2",
+        "sasl.oauthbearer.token.endpoint.url": "https://client:url-Secret-3@idp.example/token",
+        "fetch.min.bytes": "1",
+    }
+    environ = {"STREAMPROC_KAFKA__CONSUMER_OVERRIDES": orjson.dumps(overrides).decode()}
+    table = describe(load_settings(environ=environ))["kafka"]["consumer_overrides"]
+    assert table["sasl.oauthbearer.extensions"] == "**********"
+    assert "url-Secret-3" not in table["sasl.oauthbearer.token.endpoint.url"]
+    assert table["fetch.min.bytes"] == "1"
+
+
+def test_a_refused_identity_is_reported_against_its_own_key(tmp_path: Path) -> None:
+    """A refused bearer token is a problem of controlroom.bearer_token, not of the user name."""
+    bearer = load_settings(toml(tmp_path, '[controlroom]\nbearer_token = "t"\n'))
+    assert bearer.controlroom.identity_key == "controlroom.bearer_token"
+    assert load_settings().controlroom.identity_key == "controlroom.username"

@@ -12,6 +12,8 @@ import structlog
 
 from streamproc.controlroom import command
 from streamproc.emulator import EmulatorHandle
+from streamproc.errors import ConfigError
+from tests.fixtures.emulator import EmulatorFactory
 from tests.integration.controlroom.conftest import ZIP_CODE_TASK
 
 pytestmark = pytest.mark.integration
@@ -89,3 +91,56 @@ def test_permission_error_is_one_line(config: str, capsys: pytest.CaptureFixture
     assert "create allocation failed" in line
     assert "[HTTP 403]" in line
     assert "bot-developer-password" not in captured.err
+
+
+def test_login_with_a_bearer_token_is_checked_by_the_control_room(
+    emulator_factory: EmulatorFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A garbage bearer token is refused by the server (exit 2, naming the key); one the
+    Control Room issued logs in, even for a user who may not list allocations."""
+    emulator = emulator_factory(
+        users=[
+            {"id": 380, "username": "bot-developer", "password": "bot-developer-password",
+             "roles": ["AAE_Bot Developer"], "oauth_tokens": ["issued-Bearer-Token-1"]},
+        ]
+    )  # fmt: skip
+    monkeypatch.setattr(command.logs, "configure", lambda *a, **kw: None)
+    for token, status in (("garbage-Bearer-Token-2", 2), ("issued-Bearer-Token-1", 0)):
+        path = tmp_path / "bearer.toml"
+        path.write_text(f'[controlroom]\nurl = "{emulator.url}"\nbearer_token = "{token}"\n')
+        with structlog.testing.capture_logs():
+            assert run_cli("login", "--config", str(path)) == status
+        captured = capsys.readouterr()
+        assert token not in captured.out + captured.err
+        if status:
+            assert "'controlroom.bearer_token'" in captured.err
+
+
+async def test_a_refused_bearer_token_fails_start_up_naming_it(
+    emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At start, a bearer token the Control Room refuses is a configuration error of
+    controlroom.bearer_token, not of the user name."""
+    from contextlib import AsyncExitStack
+
+    from streamproc.app import build_runners
+    from streamproc.config import load_settings
+    from streamproc.observability.metrics import ProcessorMetrics
+    from streamproc.processor.limiter import AsyncBudget
+
+    settings = load_settings(
+        environ={
+            "STREAMPROC_CONTROLROOM__URL": emulator.url,
+            "STREAMPROC_CONTROLROOM__BEARER_TOKEN": "garbage-Bearer-Token-3",
+            "STREAMPROC_PROCESSING__STARTUP_TIMEOUT_S": "5",
+        }
+    )
+    budgets = {"fraud": AsyncBudget("fraud", 1)}
+    async with AsyncExitStack() as stack:
+        with pytest.raises(ConfigError) as info:
+            await build_runners(settings, stack, budgets, ProcessorMetrics())
+    assert info.value.key == "controlroom.bearer_token"
+    assert "garbage-Bearer-Token-3" not in str(info.value)

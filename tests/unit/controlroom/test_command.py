@@ -20,7 +20,15 @@ from streamproc.controlroom.credentials import (
 )
 from streamproc.controlroom.values import BooleanValue, ListValue, NumberValue, StringValue
 from streamproc.errors import BotValueError, ConfigError
-from tests.unit.controlroom.fakes import API_KEY, CR, PASSWORD, PATH, FakeControlRoom, alloc
+from tests.unit.controlroom.fakes import (
+    API_KEY,
+    BEARER,
+    CR,
+    PASSWORD,
+    PATH,
+    FakeControlRoom,
+    alloc,
+)
 
 
 def run_cli(*argv: str) -> int:
@@ -190,6 +198,61 @@ def test_expected_errors_are_one_line_without_secrets(
 def test_missing_config_file_is_a_one_line_error(
     offline: FakeControlRoom, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A --config path that does not exist is reported in one line with exit status 1."""
-    assert run_cli("login", "--config", str(tmp_path / "nope.toml")) == 1
+    """A --config path that does not exist is a configuration error: one line, exit 2."""
+    assert run_cli("login", "--config", str(tmp_path / "nope.toml")) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_login_with_a_bearer_token_asks_the_control_room(
+    offline: FakeControlRoom, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bearer token is checked with the server: garbage is refused (exit 2, naming
+    controlroom.bearer_token, the token never shown); an accepted one logs in."""
+    monkeypatch.setenv("STREAMPROC_CONTROLROOM__BEARER_TOKEN", "garbage-Secret-Bearer")
+    assert run_cli("login", "--url", CR) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "'controlroom.bearer_token'" in captured.err
+    assert "refused" in captured.err
+    assert "garbage-Secret-Bearer" not in captured.err
+    assert offline.requests, "the Control Room was not asked"
+    offline.requests.clear()
+    monkeypatch.setenv("STREAMPROC_CONTROLROOM__BEARER_TOKEN", BEARER)
+    assert run_cli("login", "--url", CR) == 0
+    assert orjson.loads(capsys.readouterr().out)["kind"] == "bearer"
+    assert offline.requests
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_a_url_with_a_password_in_it_is_refused_before_any_request(
+    offline: FakeControlRoom,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flag: bool,
+) -> None:
+    """http://user:secret@host is a configuration error naming controlroom.url; the password
+    is neither printed nor sent."""
+    url = "http://user:url-Secret-Password@cr.example.com"
+    monkeypatch.setenv("STREAMPROC_CONTROLROOM__USERNAME", "bot-developer")
+    monkeypatch.setenv("STREAMPROC_CONTROLROOM__PASSWORD", PASSWORD)
+    if flag:
+        assert run_cli("login", "--url", url) == 2
+    else:
+        monkeypatch.setenv("STREAMPROC_CONTROLROOM__URL", url)
+        assert run_cli("login") == 2
+    captured = capsys.readouterr()
+    assert "'controlroom.url'" in captured.err
+    assert "url-Secret-Password" not in captured.out + captured.err
+    assert offline.requests == []
+
+
+def test_a_config_file_that_is_not_utf8_is_a_configuration_error(
+    offline: FakeControlRoom, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --config file with bytes that are not UTF-8 exits 2 in one line, no traceback."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[controlroom]\nusername = "J\xf6rg"\n')
+    assert run_cli("login", "--config", str(path)) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err
+    assert "Traceback" not in err

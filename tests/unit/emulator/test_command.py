@@ -71,3 +71,36 @@ def test_bad_flag_value_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str
     """An out-of-range flag is reported as the settings key it sets."""
     assert command.handle(parse("--error-rate", "3")) == 2
     assert "behavior.error_rate" in capsys.readouterr().err
+
+
+def test_a_config_file_that_is_not_utf8_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --config file with bytes that are not UTF-8 is a one-line configuration error."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'host = "h\xf6st"\n')
+    assert command.handle(parse("--config", str(path))) == 2
+    err = capsys.readouterr().err
+    assert "config key 'config'" in err
+    assert "not UTF-8" in err
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "named"),
+    [
+        ("STREAMPROC_EMULATOR_PROT", "8091", "STREAMPROC_EMULATOR_PROT"),
+        ("STREAMPROC_EMULATOR_USERS", "not json", "STREAMPROC_EMULATOR_USERS is not valid JSON"),
+        ("STREAMPROC_EMULATOR_PORT", "eighty", "STREAMPROC_EMULATOR_PORT"),
+    ],
+)
+def test_a_bad_environment_variable_exits_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    text: str,
+    named: str,
+) -> None:
+    """A misspelt STREAMPROC_EMULATOR_* variable, or malformed JSON in one, fails at start."""
+    monkeypatch.setenv(variable, text)
+    assert command.handle(parse()) == 2
+    assert named in capsys.readouterr().err
