@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -81,6 +82,9 @@ class KafkaSettings(_Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    # PEM file of the CA(s) that signed the broker's certificate, for SSL and SASL_SSL; without
+    # it, the system's CAs.
+    ssl_ca_location: FilePath | None = None
     # Passed to librdkafka unchanged, for settings this model does not name.
     consumer_overrides: dict[str, str] = Field(default_factory=dict)
     producer_overrides: dict[str, str] = Field(default_factory=dict)
@@ -112,6 +116,8 @@ class KafkaSettings(_Section):
             "client.id": self.client_id,
             "security.protocol": self.security_protocol,
         }
+        if self.ssl_ca_location is not None:
+            conf["ssl.ca.location"] = str(self.ssl_ca_location)
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
