@@ -73,6 +73,7 @@ def control_room(cr: ControlRoomSettings, *, admin: bool = False) -> ControlRoom
         credentials(cr, admin=admin),
         auth_version=cr.auth_version,
         verify_tls=cr.verify_tls,
+        ca_file=cr.ca_file,
         timeout_s=cr.request_timeout_ms / 1000,
         refresh_margin_s=cr.token_refresh_margin_s,
     )
@@ -174,6 +175,7 @@ async def build_runners(
         # Every slot of every budget holds one connection for its whole round trip.
         max_connections=sum(b.limit for b in budgets.values()),
         verify_tls=cr.verify_tls,
+        ca_file=cr.ca_file,
     )
     stack.push_async_callback(transport.aclose)
     runners: dict[str, TaskRunner] = {}

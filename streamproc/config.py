@@ -164,6 +164,8 @@ class ControlRoomSettings(_Section):
     admin_password: SecretStr | None = None
     admin_api_key: SecretStr | None = None
     verify_tls: bool = True
+    # PEM file of CA certificates trusted besides the system's, for an https url (a private CA).
+    ca_file: FilePath | None = None
     request_timeout_ms: int = Field(10_000, ge=100)
     token_refresh_margin_s: float = Field(60.0, ge=0)
     access_refresh_interval_s: float = Field(300.0, ge=5)

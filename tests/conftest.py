@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.kafka"]
+pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.kafka", "tests.fixtures.tls"]

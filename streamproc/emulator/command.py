@@ -49,6 +49,8 @@ _OVERRIDES = {
     "execution_token_ttl_seconds": "execution_token_ttl_seconds",
     "over_limit_status": "over_limit_status",
     "private_key_file": "private_key_file",
+    "tls_cert_file": "tls_cert_file",
+    "tls_key_file": "tls_key_file",
     "seed": "seed",
     "log_level": "log_level",
 }
@@ -87,6 +89,8 @@ def register(subparsers: Any) -> None:
     )
     add("--over-limit-status", type=int, choices=(429, 503), help="status over the limit (429)")
     add("--private-key-file", type=Path, metavar="PEM", help="RSA key to sign tokens with")
+    add("--tls-cert-file", type=Path, metavar="PEM", help="serve HTTPS with this certificate")
+    add("--tls-key-file", type=Path, metavar="PEM", help="the private key of --tls-cert-file")
     add("--seed", type=int, help="seed of the latency and failure draws (0)")
     add(
         "--no-preallocate",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 import urllib.error
@@ -25,6 +26,7 @@ from aiohttp import web
 from streamproc.emulator.app import AccessLogger, AppRunner, build_app
 from streamproc.emulator.settings import EmulatorSettings
 from streamproc.emulator.state import EmulatorState, build_state
+from streamproc.errors import ConfigError
 
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # noqa: S104 - names, not a bind
 _BACKLOG = 1024
@@ -38,6 +40,20 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         return asyncio.new_event_loop
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
+
+
+def server_tls(settings: EmulatorSettings) -> ssl.SSLContext | None:
+    """The HTTPS context of ``tls_cert_file`` and ``tls_key_file``; None serves plain HTTP."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "tls_cert_file", f"cannot load the certificate and key: {exc.strerror or exc}"
+        ) from exc
+    return context
 
 
 class EmulatorServer:
@@ -62,10 +78,12 @@ class EmulatorServer:
         host = self.settings.host
         host = "127.0.0.1" if host in _WILDCARD_HOSTS else host
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self.settings.tls_cert_file is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
         """Build the state and listen; ConfigError or OSError (port taken) when it cannot."""
+        ssl_context = server_tls(self.settings)
         self._state = build_state(self.settings, clock=self._clock)
         access_log = (
             logging.getLogger("streamproc.emulator.access") if self.settings.access_log else None
@@ -79,7 +97,13 @@ class EmulatorServer:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.settings.host, self.settings.port, backlog=_BACKLOG)
+            site = web.TCPSite(
+                runner,
+                self.settings.host,
+                self.settings.port,
+                backlog=_BACKLOG,
+                ssl_context=ssl_context,
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -120,16 +144,27 @@ class EmulatorHandle:
     def __repr__(self) -> str:
         return f"EmulatorHandle(url={self.url!r})"
 
+    def _tls(self) -> ssl.SSLContext | None:
+        # The control calls trust exactly the certificate this emulator serves.
+        cert = self.settings.tls_cert_file
+        if cert is None:
+            return None
+        context = ssl.create_default_context(cafile=str(cert))
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        return context
+
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else orjson.dumps(body)
-        request = urllib.request.Request(  # noqa: S310 - always this emulator's http URL
+        request = urllib.request.Request(  # noqa: S310 - always this emulator's own URL
             self.url + path,
             data=data,
             method=method,
             headers={"Content-Type": "application/json"} if data is not None else {},
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                request, timeout=10, context=self._tls()
+            ) as response:
                 return orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             with exc:
