@@ -37,6 +37,7 @@ from streamproc.errors import (
 from streamproc.kafka.admin import describe_partitions, missing_topics
 from streamproc.kafka.consumer import KafkaSource
 from streamproc.kafka.producer import KafkaSink
+from streamproc.kafka.statistics import ConsumerLagGauge
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.observability.server import HealthProbe, ObservabilityServer, build_app
@@ -246,6 +247,9 @@ async def start_server(
         last_poll_monotonic=lambda: processor.last_poll_monotonic,
         stall_after_s=settings.kafka.max_poll_interval_ms / 2000,
     )
+    # What /healthz decides, as metrics: alert rules see a stall the way the probe does.
+    metrics.intake_stall.set(probe.stall_after_s)
+    metrics.intake_idle.set_function(lambda: time.monotonic() - processor.last_poll_monotonic)
     server = ObservabilityServer(build_app(metrics, probe), obs.http_host, obs.http_port)
     await server.start()
     stack.push_async_callback(server.stop)
@@ -286,9 +290,12 @@ async def run_processor(
         splitter = budget_splitter(settings, budgets, limits, metrics)
         if splitter is not None:
             await splitter.prime()
+        # The statistics first: kafka.consumer_overrides may set their interval.
+        consumer_config = ConsumerLagGauge(metrics.consumer_lag).client_config()
+        consumer_config |= kafka.consumer_config()
         processor = Processor(
             settings,
-            lambda p: KafkaSource(kafka.consumer_config(), [kafka.input_topic], p),
+            lambda p: KafkaSource(consumer_config, [kafka.input_topic], p),
             sink,
             Decider(settings, scorer, metrics),
             metrics,
