@@ -12,6 +12,7 @@ from typing import get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from streamproc.core.decisions import FallbackReason
+from streamproc.core.mapping import Decision
 from streamproc.errors import Stage
 
 # Buckets around a sub-second decision SLA: fine below 100 ms, coarse above.
@@ -118,6 +119,9 @@ class ProcessorMetrics:
         # Every bounded label value is exported from the start, at 0: a rate over a series that
         # does not exist yet is no rate at all, and an alert on the first fallback of a kind
         # would otherwise wait for its second.
+        for decision in get_args(Decision):
+            for fallback in ("true", "false"):
+                self.decided.labels(decision, fallback)
         for reason in get_args(FallbackReason):
             self.fallbacks.labels(reason)
         for stage in get_args(Stage):
