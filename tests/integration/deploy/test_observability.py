@@ -99,7 +99,7 @@ def test_alert_rules_and_config_pass_promtool(promtool: str) -> None:
     """`promtool check rules` and `check config` accept deploy/prometheus."""
     rules = run(promtool, "check", "rules", str(ALERTS))
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "SUCCESS: 7 rules found" in rules.stdout
+    assert "SUCCESS: 8 rules found" in rules.stdout
     config = run(promtool, "check", "config", "prometheus.yml", cwd=DEPLOY / "prometheus")
     assert config.returncode == 0, config.stdout + config.stderr
 
@@ -148,6 +148,7 @@ def test_the_dashboard_has_the_panels_people_look_for() -> None:
         "Consumer lag",
         "Dead letters by stage",
         "Commit lag",
+        "Circuit breakers",
     } <= titles
     document = orjson.loads(DASHBOARD.read_bytes())
     kinds = {p["title"]: p["type"] for p in panels(document["panels"])}
