@@ -41,6 +41,10 @@ require_go() {
 'go' is not on PATH. Install Go 1.22+ (e.g. 'sudo apt-get install golang', or go.dev/dl)."
 }
 
+apt_install() {
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
 cmd_promtool() {
 	local found
 	if found=$(command -v promtool); then
@@ -53,13 +57,12 @@ cmd_promtool() {
 	((EUID == 0)) || die "promtool is not on PATH; install it with \
 'sudo apt-get install --no-install-recommends prometheus' (it ships /usr/bin/promtool)."
 	say "installing Debian's prometheus package for promtool"
-	if ! apt-cache show prometheus >/dev/null 2>&1; then
-		apt-get update -qq >&2
+	# Only promtool is used; nothing of streamproc depends on the package's server. Package
+	# lists that are missing or stale are refreshed once.
+	if ! apt_install prometheus; then
+		apt-get update -qq >&2 || die "apt-get update failed"
+		apt_install prometheus || die "apt-get could not install the prometheus package"
 	fi
-	# Only promtool is used; the package's server is not started (no init system runs it here,
-	# and where one does, nothing of streamproc depends on it).
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >&2 ||
-		die "apt-get could not install the prometheus package"
 	command -v promtool || die "the prometheus package is installed but promtool is not on PATH"
 }
 
