@@ -77,7 +77,7 @@ cmd_kubeconform() {
 	say "building kubeconform $KUBECONFORM_VERSION from the Go module proxy (only once)"
 	started=$SECONDS
 	mkdir -p "$TOOLS_DIR/bin"
-	GOBIN=$TOOLS_DIR/bin GOFLAGS=-mod=mod go install \
+	GOBIN=$TOOLS_DIR/bin GOFLAGS=-mod=mod go install -trimpath -ldflags="-s -w" \
 		"github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" >&2 ||
 		die "go install of kubeconform $KUBECONFORM_VERSION failed"
 	printf '%s\n' "$KUBECONFORM_VERSION" >"$stamp"

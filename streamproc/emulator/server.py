@@ -117,7 +117,16 @@ class EmulatorServer:
             self._state.stopping.set()
         if self._runner is not None:
             runner, self._runner = self._runner, None
+            server = runner.server
+            held = [h.transport for h in server.connections] if server is not None else []
             await runner.cleanup()
+            if self.settings.tls_cert_file is not None:
+                # A TLS connection closes with a close_notify exchange that can outlast
+                # cleanup (and the event loop): end the ones still closing now.
+                for transport in held:
+                    if transport is not None:
+                        transport.abort()
+                await asyncio.sleep(0)
 
     async def __aenter__(self) -> Self:
         await self.start()
