@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test test-unit test-integration demo emulator kafka-up kafka-down bench clean
+.PHONY: help install tools lint typecheck test test-unit test-integration demo emulator kafka-up kafka-down kafka-secure-up kafka-secure-down bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install streamproc with its dev tools
 
+tools:  ## promtool (apt), kubeconform (go install) and KEDA's CRDs, for the deploy/ tests
+	@scripts/tools.sh promtool >/dev/null
+	@scripts/tools.sh kubeconform >/dev/null
+	@scripts/tools.sh keda-crds >/dev/null
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check streamproc tests bench
 	$(BIN)/ruff format --check streamproc tests bench
@@ -29,7 +34,7 @@ typecheck: $(STAMP)  ## mypy strict on the package
 test-unit: $(STAMP)  ## unit tests: no network
 	$(BIN)/pytest -q tests/unit
 
-test-integration: $(STAMP) kafka-up  ## integration tests: real broker and emulator
+test-integration: $(STAMP) kafka-up tools  ## integration tests: real brokers (plain, SASL_SSL), emulator, deploy/ checks
 	$(BIN)/pytest -q tests/integration
 
 test: lint typecheck test-unit test-integration  ## everything CI runs
@@ -39,6 +44,12 @@ kafka-up:  ## fetch Apache Kafka from Maven Central (cached) and start a KRaft b
 
 kafka-down:  ## stop the local broker
 	scripts/kafka.sh down
+
+kafka-secure-up:  ## the same broker with a SASL_SSL listener (SCRAM-SHA-512, throw-away CA) on 127.0.0.1:9392
+	scripts/kafka.sh up --secure
+
+kafka-secure-down:  ## stop the secured broker
+	scripts/kafka.sh down --secure
 
 emulator: $(STAMP)  ## run the Control Room emulator on 127.0.0.1:8090
 	$(BIN)/streamproc emulator --host 127.0.0.1 --port 8090

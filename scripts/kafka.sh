@@ -9,15 +9,25 @@
 #   scripts/kafka.sh logs [-f]  the broker's log
 #   scripts/kafka.sh reset      stop, then delete the broker's data (topics, offsets)
 #
+# Secure mode: `scripts/kafka.sh up --secure` (or KAFKA_SECURE=1; every command takes it) runs
+# the same broker as a node of its own on 127.0.0.1:9392 with one SASL_SSL listener (SCRAM-SHA-512
+# over TLS). At every start a throw-away CA signs a fresh certificate for 127.0.0.1 and localhost
+# (openssl), and the CA's key is deleted. A SCRAM user `streamproc` is created with the storage
+# (a random password, kept with the data). Clients find what they need in broker-9392/tls/ca.pem,
+# broker-9392/client.properties (librdkafka settings) and broker-9392/streamproc.env
+# (STREAMPROC_KAFKA__* variables): `set -a; . .kafka/broker-9392/streamproc.env; set +a`.
+#
 # Everything lives in a git-ignored folder (default .kafka/ in the repository):
 #   libs-<version>/            the broker's jars, complete or absent, never half
 #   cds/                       a class-data archive that makes later starts faster
 #   broker-<port>/data/        the KRaft log dirs, formatted once and kept across restarts
 #   broker-<port>/server.log   the broker's console output (the previous run's is server.log.1)
 #   broker-<port>/broker.pid
+#   broker-<port>/tls/, credentials, client.properties, streamproc.env   (secure mode)
 #
 # Environment (all optional):
-#   KAFKA_PORT            client port on 127.0.0.1 (9092); the controller takes KAFKA_PORT+1
+#   KAFKA_PORT            client port on 127.0.0.1 (9092, secure 9392); the controller takes +1
+#   KAFKA_SECURE          1: secure mode, as --secure
 #   KAFKA_HOME_DIR        cache, data and logs (<repo>/.kafka)
 #   KAFKA_HEAP_OPTS       (-Xms256m -Xmx768m)
 #   KAFKA_LOG_LEVEL       root log level of the broker (WARN)
@@ -38,7 +48,26 @@ readonly POM=$SUPPORT_DIR/kafka-libs.pom.xml
 readonly LOG4J2_CONFIG=$SUPPORT_DIR/log4j2.properties
 readonly PROBE=$SUPPORT_DIR/probe.py
 
-KAFKA_PORT=${KAFKA_PORT:-9092}
+COMMAND=${1:-}
+[[ $# -gt 0 ]] && shift
+SECURE=${KAFKA_SECURE:-0}
+ARGS=()
+for arg in "$@"; do
+	case $arg in
+	--secure) SECURE=1 ;;
+	*) ARGS+=("$arg") ;;
+	esac
+done
+[[ $SECURE == 1 ]] || SECURE=0
+readonly SECURE COMMAND
+# Secure mode writes passwords (server.properties, credentials, client files): private files.
+((SECURE)) && umask 077
+
+if ((SECURE)); then
+	KAFKA_PORT=${KAFKA_PORT:-9392}
+else
+	KAFKA_PORT=${KAFKA_PORT:-9092}
+fi
 if ! [[ $KAFKA_PORT =~ ^[0-9]+$ ]] || ((KAFKA_PORT < 1 || KAFKA_PORT > 65534)); then
 	printf 'kafka: error: KAFKA_PORT must be a port number below 65535, got %q\n' "$KAFKA_PORT" >&2
 	exit 1
@@ -56,6 +85,15 @@ readonly DATA_DIR=$NODE_DIR/data
 readonly CONFIG_FILE=$NODE_DIR/server.properties
 readonly PID_FILE=$NODE_DIR/broker.pid
 readonly LOG_FILE=$NODE_DIR/server.log
+readonly TLS_DIR=$NODE_DIR/tls
+readonly CREDENTIALS_FILE=$NODE_DIR/credentials
+readonly CLIENT_PROPERTIES=$NODE_DIR/client.properties
+readonly CLIENT_ENV=$NODE_DIR/streamproc.env
+readonly SASL_MECHANISM=SCRAM-SHA-512
+readonly SASL_USER=streamproc
+PROBE_OPTS=()
+((SECURE)) && PROBE_OPTS=(--client-config "$CLIENT_PROPERTIES")
+readonly PROBE_OPTS
 readonly START_TIMEOUT=${KAFKA_START_TIMEOUT:-120}
 readonly STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 
@@ -155,6 +193,115 @@ reachable, directly or through a mirror in ~/.m2/settings.xml."
 in $((SECONDS - started)) s"
 }
 
+# The client listener: plain, or SASL_SSL in secure mode. The controller listener stays plain on
+# loopback: it is the quorum's own channel inside this one process, not a door for clients.
+listener_config() {
+	if ((!SECURE)); then
+		cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+EOF
+		return 0
+	fi
+	cat <<EOF
+listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=$SASL_MECHANISM
+sasl.mechanism.inter.broker.protocol=$SASL_MECHANISM
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$(credential broker)";
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+ssl.client.auth=none
+ssl.endpoint.identification.algorithm=https
+EOF
+}
+
+# Secure mode's passwords, one "name=password" line each, made with the storage and kept with it:
+# SCRAM credentials live in the cluster metadata that the format writes.
+credential() {
+	sed -n "s/^$1=//p" "$CREDENTIALS_FILE"
+}
+
+new_credentials() {
+	local file=$1 name
+	: >"$file"
+	for name in broker "$SASL_USER"; do
+		printf '%s=%s\n' "$name" "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" >>"$file"
+	done
+}
+
+# A throw-away CA signs a certificate for 127.0.0.1 and localhost, then its key is deleted: no
+# one can sign another certificate this CA vouches for. Made anew at every start.
+make_tls() {
+	local work
+	command -v openssl >/dev/null || die "secure mode needs openssl to make its certificates \
+(e.g. 'sudo apt-get install openssl')"
+	rm -rf "$TLS_DIR"
+	mkdir -p "$TLS_DIR"
+	chmod 700 "$TLS_DIR"
+	work=$(mktemp -d)
+	if ! (
+		set -e
+		cd "$work"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+			-keyout ca.key -out ca.pem -subj "/CN=streamproc throw-away CA $(date -u +%FT%TZ)" \
+			-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout broker.key \
+			-out broker.csr -subj "/CN=localhost"
+		printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+			"keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth,clientAuth" >ext.cnf
+		openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+			-extfile ext.cnf -out broker.crt
+		openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
+		cat broker.pk8 broker.crt ca.pem >"$TLS_DIR/broker.pem"
+		cp ca.pem "$TLS_DIR/ca.pem"
+	) >"$TLS_DIR/openssl.log" 2>&1; then
+		rm -rf "$work"
+		cat "$TLS_DIR/openssl.log" >&2
+		die "openssl could not make the broker's certificates (output above)"
+	fi
+	rm -rf "$work" "$TLS_DIR/openssl.log"
+	chmod 600 "$TLS_DIR/broker.pem"
+	chmod 644 "$TLS_DIR/ca.pem"
+}
+
+# New passwords go with new storage; kept storage needs the passwords it was made with.
+prepare_secure() {
+	if [[ ! -f $DATA_DIR/meta.properties ]]; then
+		new_credentials "$CREDENTIALS_FILE"
+	elif [[ ! -s $CREDENTIALS_FILE ]]; then
+		die "$CREDENTIALS_FILE is missing, and the SCRAM users in $DATA_DIR were made with the \
+passwords it held; 'scripts/kafka.sh reset --secure' starts afresh"
+	fi
+	make_tls
+}
+
+# What a client of the secure listener needs: librdkafka settings, and streamproc's variables.
+write_client_files() {
+	cat >"$CLIENT_PROPERTIES" <<EOF
+bootstrap.servers=$BOOTSTRAP
+security.protocol=SASL_SSL
+sasl.mechanism=$SASL_MECHANISM
+sasl.username=$SASL_USER
+sasl.password=$(credential "$SASL_USER")
+ssl.ca.location=$TLS_DIR/ca.pem
+EOF
+	cat >"$CLIENT_ENV" <<EOF
+STREAMPROC_KAFKA__BOOTSTRAP_SERVERS=$BOOTSTRAP
+STREAMPROC_KAFKA__SECURITY_PROTOCOL=SASL_SSL
+STREAMPROC_KAFKA__SASL_MECHANISM=$SASL_MECHANISM
+STREAMPROC_KAFKA__SASL_USERNAME=$SASL_USER
+STREAMPROC_KAFKA__SASL_PASSWORD=$(credential "$SASL_USER")
+STREAMPROC_KAFKA__SSL_CA_LOCATION=$TLS_DIR/ca.pem
+EOF
+}
+
 write_config() {
 	local log_dirs=$1 file=$2
 	cat >"$file" <<EOF
@@ -162,11 +309,8 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+$(listener_config)
 log.dirs=$log_dirs
 
 # Topics are created explicitly (streamproc.kafka.admin.ensure_topics, the test fixtures), so
@@ -203,7 +347,7 @@ EOF
 # that a later start would trust.
 format_storage() {
 	[[ -f $DATA_DIR/meta.properties ]] && return 0
-	local partial=$NODE_DIR/data.partial cluster_id output
+	local partial=$NODE_DIR/data.partial cluster_id output user scram
 	rm -rf "$partial" "$DATA_DIR"
 	write_config "$partial" "$NODE_DIR/format.properties"
 	# A Kafka cluster id is 16 random bytes in URL-safe base64 without padding; Kafka's own
@@ -212,8 +356,16 @@ format_storage() {
 	while [[ $cluster_id == -* ]]; do
 		cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
 	done
+	scram=()
+	if ((SECURE)); then
+		# The users exist from the first start on. Their passwords are on this command line for
+		# the second the tool runs: acceptable for a throw-away local broker, not for production.
+		for user in broker "$SASL_USER"; do
+			scram+=(--add-scram "$SASL_MECHANISM=[name=$user,password=$(credential "$user")]")
+		done
+	fi
 	if ! output=$("$JAVA" "${TOOL_OPTS[@]}" -cp "$LIBS_DIR/*" kafka.tools.StorageTool format \
-		--standalone -t "$cluster_id" -c "$NODE_DIR/format.properties" 2>&1); then
+		--standalone -t "$cluster_id" -c "$NODE_DIR/format.properties" "${scram[@]}" 2>&1); then
 		rm -rf "$partial"
 		printf '%s\n' "$output" >&2
 		die "formatting the broker's storage failed (output above)"
@@ -280,7 +432,7 @@ log_tail() {
 wait_ready() {
 	local pid=$1 timeout=$2 python deadline
 	if python=$(probe_python); then
-		"$python" "$PROBE" "$BOOTSTRAP" --timeout "$timeout" --pid "$pid"
+		"$python" "$PROBE" "$BOOTSTRAP" --timeout "$timeout" --pid "$pid" "${PROBE_OPTS[@]}"
 		return
 	fi
 	deadline=$((SECONDS + timeout))
@@ -380,8 +532,14 @@ if it is a Kafka broker, or pick other ports with KAFKA_PORT=<port> (the control
 	require_java
 	fetch_libs
 	jvm_options
+	if ((SECURE)); then
+		prepare_secure
+	fi
 	write_config "$DATA_DIR" "$CONFIG_FILE"
 	format_storage
+	if ((SECURE)); then
+		write_client_files
+	fi
 	[[ -f $LOG_FILE ]] && mv -f "$LOG_FILE" "$LOG_FILE.1"
 	say "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (log: $LOG_FILE)"
 	# setsid: the broker must outlive this script and must not receive a Ctrl-C meant for the
@@ -432,7 +590,7 @@ cmd_status() {
 		return 3
 	fi
 	python=$(probe_python) || python=
-	if [[ -z $python ]] || "$python" "$PROBE" "$BOOTSTRAP" --timeout 5 --pid "$pid"; then
+	if [[ -z $python ]] || "$python" "$PROBE" "$BOOTSTRAP" --timeout 5 --pid "$pid" "${PROBE_OPTS[@]}"; then
 		echo "running: pid $pid, bootstrap $BOOTSTRAP, data $DATA_DIR, log $LOG_FILE"
 		return 0
 	fi
@@ -450,7 +608,8 @@ cmd_logs() {
 
 cmd_reset() {
 	cmd_down
-	rm -rf "$DATA_DIR" "$NODE_DIR/data.partial"
+	rm -rf "$DATA_DIR" "$NODE_DIR/data.partial" "$TLS_DIR"
+	rm -f "$CREDENTIALS_FILE" "$CLIENT_PROPERTIES" "$CLIENT_ENV"
 	say "deleted $DATA_DIR; the next 'up' formats a fresh cluster"
 }
 
@@ -459,11 +618,11 @@ usage() {
 	exit 2
 }
 
-case ${1:-} in
+case $COMMAND in
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
-logs) cmd_logs "${2:-}" ;;
+logs) cmd_logs "${ARGS[0]:-}" ;;
 reset) cmd_reset ;;
 *) usage ;;
 esac

@@ -37,6 +37,7 @@ from streamproc.errors import (
 from streamproc.kafka.admin import describe_partitions, missing_topics
 from streamproc.kafka.consumer import KafkaSource
 from streamproc.kafka.producer import KafkaSink
+from streamproc.kafka.statistics import ConsumerLagGauge
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.observability.server import HealthProbe, ObservabilityServer, build_app
@@ -73,6 +74,7 @@ def control_room(cr: ControlRoomSettings, *, admin: bool = False) -> ControlRoom
         credentials(cr, admin=admin),
         auth_version=cr.auth_version,
         verify_tls=cr.verify_tls,
+        ca_file=cr.ca_file,
         timeout_s=cr.request_timeout_ms / 1000,
         refresh_margin_s=cr.token_refresh_margin_s,
     )
@@ -174,6 +176,7 @@ async def build_runners(
         # Every slot of every budget holds one connection for its whole round trip.
         max_connections=sum(b.limit for b in budgets.values()),
         verify_tls=cr.verify_tls,
+        ca_file=cr.ca_file,
     )
     stack.push_async_callback(transport.aclose)
     runners: dict[str, TaskRunner] = {}
@@ -242,6 +245,9 @@ async def start_server(
         last_poll_monotonic=lambda: processor.last_poll_monotonic,
         stall_after_s=settings.kafka.max_poll_interval_ms / 2000,
     )
+    # What /healthz decides, as metrics: alert rules see a stall the way the probe does.
+    metrics.intake_stall.set(probe.stall_after_s)
+    metrics.intake_idle.set_function(lambda: time.monotonic() - processor.last_poll_monotonic)
     server = ObservabilityServer(build_app(metrics, probe), obs.http_host, obs.http_port)
     await server.start()
     stack.push_async_callback(server.stop)
@@ -282,9 +288,12 @@ async def run_processor(
         splitter = budget_splitter(settings, budgets, limits, metrics)
         if splitter is not None:
             await splitter.prime()
+        # The statistics first: kafka.consumer_overrides may set their interval.
+        consumer_config = ConsumerLagGauge(metrics.consumer_lag).client_config()
+        consumer_config |= kafka.consumer_config()
         processor = Processor(
             settings,
-            lambda p: KafkaSource(kafka.consumer_config(), [kafka.input_topic], p),
+            lambda p: KafkaSource(consumer_config, [kafka.input_topic], p),
             sink,
             Decider(settings, scorer, metrics),
             metrics,

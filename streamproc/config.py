@@ -29,6 +29,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -94,6 +95,9 @@ class KafkaSettings(_Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = Field(None, min_length=1)
     sasl_password: Secret | None = None
+    # PEM file of the CA(s) that signed the broker's certificate, for SSL and SASL_SSL; without
+    # it, the system's CAs.
+    ssl_ca_location: FilePath | None = None
     # Passed to librdkafka unchanged, for settings this model does not name.
     consumer_overrides: dict[str, str] = Field(default_factory=dict)
     producer_overrides: dict[str, str] = Field(default_factory=dict)
@@ -125,6 +129,8 @@ class KafkaSettings(_Section):
             "client.id": self.client_id,
             "security.protocol": self.security_protocol,
         }
+        if self.ssl_ca_location is not None:
+            conf["ssl.ca.location"] = str(self.ssl_ca_location)
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
@@ -171,6 +177,8 @@ class ControlRoomSettings(_Section):
     admin_password: Secret | None = None
     admin_api_key: Secret | None = None
     verify_tls: bool = True
+    # PEM file of CA certificates trusted besides the system's, for an https url (a private CA).
+    ca_file: FilePath | None = None
     request_timeout_ms: int = Field(10_000, ge=100)
     token_refresh_margin_s: float = Field(60.0, ge=0)
     access_refresh_interval_s: float = Field(300.0, ge=5)

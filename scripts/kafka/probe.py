@@ -3,7 +3,10 @@
 Used by scripts/kafka.sh: an open port is not readiness (the socket server binds before the
 broker has joined its own quorum), a metadata answer naming a broker is.
 
-    probe.py BOOTSTRAP --timeout SECONDS [--pid PID]
+    probe.py BOOTSTRAP --timeout SECONDS [--pid PID] [--client-config FILE]
+
+``--client-config`` names a file of ``key=value`` librdkafka settings (security protocol, SASL,
+CA), for a listener that needs them.
 
 Exit status: 0 ready, 1 no answer within the timeout, 2 the process PID ended first.
 """
@@ -33,11 +36,19 @@ def main() -> int:
     parser.add_argument("bootstrap")
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--pid", type=int)
+    parser.add_argument("--client-config", type=Path)
     args = parser.parse_args()
+    security: dict[str, str] = {}
+    if args.client_config is not None:
+        for line in args.client_config.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not key.startswith("#"):
+                security[key.strip()] = value.strip()
 
     deadline = time.monotonic() + args.timeout
     admin = AdminClient(
         {
+            **security,
             "bootstrap.servers": args.bootstrap,
             # Refused connections while the JVM starts are expected; keep them out of stderr.
             "log_level": 0,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,6 +38,7 @@ from streamproc.controlroom.http_errors import error_for_status, public_url
 from streamproc.controlroom.tokens import Clock, RefreshPolicy
 from streamproc.controlroom.transport import ExecuteTransport, pool_size
 from streamproc.controlroom.transport_httpx import map_httpx_errors
+from streamproc.controlroom.trust import ssl_context
 from streamproc.errors import AccessDetailsError, ConfigError, ControlRoomError
 from streamproc.logs import get_logger
 
@@ -60,6 +62,7 @@ class ControlRoomClient:
         *,
         auth_version: AuthVersion = "v2",
         verify_tls: bool = True,
+        ca_file: str | Path | None = None,
         timeout_s: float = 10.0,
         refresh_margin_s: float = 60.0,
         refresh_fraction: float = 0.1,
@@ -72,7 +75,7 @@ class ControlRoomClient:
         self.base_url = base
         self._clock = clock
         self._http = httpx.AsyncClient(
-            verify=verify_tls,
+            verify=ssl_context(verify_tls, ca_file),
             timeout=httpx.Timeout(timeout_s),
             trust_env=False,
             follow_redirects=False,

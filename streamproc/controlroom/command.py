@@ -50,7 +50,7 @@ local emulator (`streamproc emulator`).
 Credentials come from the environment (STREAMPROC_CONTROLROOM__USERNAME with __PASSWORD or
 __API_KEY, or __BEARER_TOKEN; __URL for the address) or from the [controlroom] section of a
 TOML file (--config; keys url, username, password, api_key, bearer_token, auth_version,
-verify_tls, and admin_username/admin_password/admin_api_key for --admin). The environment
+verify_tls, ca_file, and admin_username/admin_password/admin_api_key for --admin). The environment
 overrides the file; --url overrides both. Output is JSON on stdout."""
 
 _EXECUTE_EPILOG = r"""examples:
@@ -230,6 +230,7 @@ def _client(args: argparse.Namespace, connection: Connection) -> ControlRoomClie
         connection.credentials,
         auth_version=connection.auth_version,
         verify_tls=connection.verify_tls,
+        ca_file=connection.ca_file,
         timeout_s=args.timeout,
     )
 
@@ -313,7 +314,12 @@ async def _access_details(args: argparse.Namespace, connection: Connection) -> t
 
 async def _execute(args: argparse.Namespace, connection: Connection) -> tuple[Any, int]:
     bot_input = parse_inputs(args.input, args.input_json)
-    transport = make_execute_transport(args.transport, max_connections=1)
+    transport = make_execute_transport(
+        args.transport,
+        max_connections=1,
+        verify_tls=connection.verify_tls,
+        ca_file=connection.ca_file,
+    )
     try:
         async with _client(args, connection) as client:
             session = client.execution_session(args.path, transport)

@@ -2,9 +2,9 @@
 
 Sources, later ones winning: the ``[controlroom]`` section of a TOML file (``--config``), the
 environment (``STREAMPROC_CONTROLROOM__URL``, ``__USERNAME``, ``__PASSWORD``, ``__API_KEY``,
-``__BEARER_TOKEN``, ``__AUTH_VERSION``, ``__VERIFY_TLS`` and the ``__ADMIN_*`` twins), then
-flags. These are the same keys the processor reads, so one file serves both. Other sections
-and keys of the file are ignored here: they belong to the processor.
+``__BEARER_TOKEN``, ``__AUTH_VERSION``, ``__VERIFY_TLS``, ``__CA_FILE`` and the ``__ADMIN_*``
+twins), then flags. These are the same keys the processor reads, so one file serves both.
+Other sections and keys of the file are ignored here: they belong to the processor.
 
 Exactly one of password, API key or bearer token must be given; anything else is a
 :class:`~streamproc.errors.ConfigError` naming the key, never echoing a secret.
@@ -39,6 +39,7 @@ _KEYS = (
     "bearer_token",
     "auth_version",
     "verify_tls",
+    "ca_file",
     "admin_username",
     "admin_password",
     "admin_api_key",
@@ -55,6 +56,7 @@ class Connection:
     credentials: Credentials
     auth_version: AuthVersion
     verify_tls: bool
+    ca_file: str | None = None
 
 
 def read_sources(
@@ -91,6 +93,7 @@ def resolve(values: Mapping[str, Any], *, admin: bool = False) -> Connection:
         credentials=_credentials(values, "admin_" if admin else ""),
         auth_version=cast(AuthVersion, version),
         verify_tls=_flag(values, "verify_tls", default=True),
+        ca_file=_text(values, "ca_file"),
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 TransportKind = Literal["aiohttp", "httpx", "pyreqwest"]
@@ -53,26 +54,39 @@ class ExecuteTransport(Protocol):
 
 
 def make_execute_transport(
-    kind: TransportKind = DEFAULT_TRANSPORT, *, max_connections: int = 64, verify_tls: bool = True
+    kind: TransportKind = DEFAULT_TRANSPORT,
+    *,
+    max_connections: int = 64,
+    verify_tls: bool = True,
+    ca_file: str | Path | None = None,
 ) -> ExecuteTransport:
-    """A pooled transport for executes; one per process is enough (it is safe to share)."""
+    """A pooled transport for executes; one per process is enough (it is safe to share).
+
+    ``verify_tls`` and ``ca_file`` mean what they mean in :mod:`streamproc.controlroom.trust`.
+    """
     if max_connections < 1:
         raise ValueError("max_connections must be at least 1")
     # Imported here because the implementations import RawResponse from this module.
     if kind == "aiohttp":
         from streamproc.controlroom.transport_aiohttp import AiohttpExecuteTransport  # noqa: PLC0415
 
-        return AiohttpExecuteTransport(max_connections=max_connections, verify_tls=verify_tls)
+        return AiohttpExecuteTransport(
+            max_connections=max_connections, verify_tls=verify_tls, ca_file=ca_file
+        )
     if kind == "httpx":
         from streamproc.controlroom.transport_httpx import HttpxExecuteTransport  # noqa: PLC0415
 
-        return HttpxExecuteTransport(max_connections=max_connections, verify_tls=verify_tls)
+        return HttpxExecuteTransport(
+            max_connections=max_connections, verify_tls=verify_tls, ca_file=ca_file
+        )
     if kind == "pyreqwest":
         from streamproc.controlroom.transport_pyreqwest import (  # noqa: PLC0415
             PyreqwestExecuteTransport,
         )
 
-        return PyreqwestExecuteTransport(max_connections=max_connections, verify_tls=verify_tls)
+        return PyreqwestExecuteTransport(
+            max_connections=max_connections, verify_tls=verify_tls, ca_file=ca_file
+        )
     raise ValueError(
         f"unknown execute transport {kind!r}; expected 'aiohttp', 'httpx' or 'pyreqwest'"
     )

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import aiohttp
 
 from streamproc.controlroom.http_errors import public_url, scrub
 from streamproc.controlroom.transport import RawResponse
+from streamproc.controlroom.trust import ssl_context
 from streamproc.errors import BadRequestError, EndpointConnectionError, EndpointTimeoutError
 
 
@@ -42,9 +44,15 @@ def map_aiohttp_errors(method: str, url: str) -> Iterator[None]:
 class AiohttpExecuteTransport:
     """A pooled aiohttp session, created on first use because it must live on the loop."""
 
-    def __init__(self, *, max_connections: int = 64, verify_tls: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 64,
+        verify_tls: bool = True,
+        ca_file: str | Path | None = None,
+    ) -> None:
         self.max_connections = max_connections
-        self._verify_tls = verify_tls
+        self._ssl = ssl_context(verify_tls, ca_file)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
@@ -53,7 +61,7 @@ class AiohttpExecuteTransport:
         if self._closed:
             raise RuntimeError("the execute transport is closed")
         connector = aiohttp.TCPConnector(
-            limit=self.max_connections, limit_per_host=0, ssl=self._verify_tls
+            limit=self.max_connections, limit_per_host=0, ssl=self._ssl
         )
         # No cookie jar: the execution token travels in a header, and a jar costs CPU per
         # response. No redirects: a redirect would resend X-Authorization elsewhere.

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
 from streamproc.controlroom.http_errors import public_url, scrub
 from streamproc.controlroom.transport import RawResponse
+from streamproc.controlroom.trust import ssl_context
 from streamproc.errors import BadRequestError, EndpointConnectionError, EndpointTimeoutError
 
 
@@ -47,6 +49,7 @@ class HttpxExecuteTransport:
         *,
         max_connections: int = 64,
         verify_tls: bool = True,
+        ca_file: str | Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.max_connections = max_connections
@@ -55,7 +58,7 @@ class HttpxExecuteTransport:
         )
         self._client = httpx.AsyncClient(
             limits=limits,
-            verify=verify_tls,
+            verify=ssl_context(verify_tls, ca_file),
             trust_env=False,
             follow_redirects=False,
             timeout=None,  # noqa: S113 - post() bounds every exchange with asyncio.timeout

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 
 from pyreqwest.client import ClientBuilder
 from pyreqwest.exceptions import DetailedPyreqwestError, PyreqwestError
@@ -25,8 +26,10 @@ from pyreqwest.middleware.types import Middleware
 
 from streamproc.controlroom.http_errors import public_url, scrub
 from streamproc.controlroom.transport import RawResponse
+from streamproc.controlroom.trust import ca_certificates, check
 from streamproc.errors import (
     BadRequestError,
+    ConfigError,
     ControlRoomError,
     EndpointConnectionError,
     EndpointTimeoutError,
@@ -85,6 +88,7 @@ class PyreqwestExecuteTransport:
         *,
         max_connections: int = 64,
         verify_tls: bool = True,
+        ca_file: str | Path | None = None,
         middleware: Middleware | None = None,
     ) -> None:
         self.max_connections = max_connections
@@ -100,6 +104,15 @@ class PyreqwestExecuteTransport:
             .no_proxy()
             .danger_accept_invalid_certs(not verify_tls)
         )
+        check(verify_tls, ca_file)
+        if ca_file is not None:
+            for certificate in ca_certificates(ca_file):
+                try:
+                    builder = builder.add_root_certificate_pem(certificate)
+                except (PyreqwestError, ValueError) as exc:
+                    raise ConfigError(
+                        "controlroom.ca_file", f"{ca_file}: not a valid certificate"
+                    ) from exc
         if middleware is not None:  # tests script the network through it
             builder = builder.with_middleware(middleware)
         self._client = builder.build()

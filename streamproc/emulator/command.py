@@ -53,6 +53,8 @@ _OVERRIDES = {
     "header_timeout_seconds": "header_timeout_seconds",
     "body_timeout_seconds": "body_timeout_seconds",
     "keepalive_timeout_seconds": "keepalive_timeout_seconds",
+    "tls_cert_file": "tls_cert_file",
+    "tls_key_file": "tls_key_file",
     "seed": "seed",
     "log_level": "log_level",
 }
@@ -91,6 +93,8 @@ def register(subparsers: Any) -> None:
     )
     add("--over-limit-status", type=int, choices=(429, 503), help="status over the limit (429)")
     add("--private-key-file", type=Path, metavar="PEM", help="RSA key to sign tokens with")
+    add("--tls-cert-file", type=Path, metavar="PEM", help="serve HTTPS with this certificate")
+    add("--tls-key-file", type=Path, metavar="PEM", help="the private key of --tls-cert-file")
     add("--seed", type=int, help="seed of the latency and failure draws (0)")
     add(
         "--max-connections",

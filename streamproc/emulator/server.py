@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 import urllib.error
@@ -26,6 +27,7 @@ from streamproc.emulator.app import AccessLogger, build_app
 from streamproc.emulator.connections import AppRunner, ConnectionLimits
 from streamproc.emulator.settings import EmulatorSettings
 from streamproc.emulator.state import EmulatorState, build_state
+from streamproc.errors import ConfigError
 
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")  # noqa: S104 - names, not a bind
 _BACKLOG = 1024
@@ -39,6 +41,20 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         return asyncio.new_event_loop
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
+
+
+def server_tls(settings: EmulatorSettings) -> ssl.SSLContext | None:
+    """The HTTPS context of ``tls_cert_file`` and ``tls_key_file``; None serves plain HTTP."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "tls_cert_file", f"cannot load the certificate and key: {exc.strerror or exc}"
+        ) from exc
+    return context
 
 
 class EmulatorServer:
@@ -63,10 +79,12 @@ class EmulatorServer:
         host = self.settings.host
         host = "127.0.0.1" if host in _WILDCARD_HOSTS else host
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self.settings.tls_cert_file is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
         """Build the state and listen; ConfigError or OSError (port taken) when it cannot."""
+        ssl_context = server_tls(self.settings)
         self._state = build_state(self.settings, clock=self._clock)
         access_log = (
             logging.getLogger("streamproc.emulator.access") if self.settings.access_log else None
@@ -88,7 +106,13 @@ class EmulatorServer:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.settings.host, self.settings.port, backlog=_BACKLOG)
+            site = web.TCPSite(
+                runner,
+                self.settings.host,
+                self.settings.port,
+                backlog=_BACKLOG,
+                ssl_context=ssl_context,
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -102,7 +126,16 @@ class EmulatorServer:
             self._state.stopping.set()
         if self._runner is not None:
             runner, self._runner = self._runner, None
+            server = runner.server
+            held = [h.transport for h in server.connections] if server is not None else []
             await runner.cleanup()
+            if self.settings.tls_cert_file is not None:
+                # A TLS connection closes with a close_notify exchange that can outlast
+                # cleanup (and the event loop): end the ones still closing now.
+                for transport in held:
+                    if transport is not None:
+                        transport.abort()
+                await asyncio.sleep(0)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -129,16 +162,27 @@ class EmulatorHandle:
     def __repr__(self) -> str:
         return f"EmulatorHandle(url={self.url!r})"
 
+    def _tls(self) -> ssl.SSLContext | None:
+        # The control calls trust exactly the certificate this emulator serves.
+        cert = self.settings.tls_cert_file
+        if cert is None:
+            return None
+        context = ssl.create_default_context(cafile=str(cert))
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        return context
+
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else orjson.dumps(body)
-        request = urllib.request.Request(  # noqa: S310 - always this emulator's http URL
+        request = urllib.request.Request(  # noqa: S310 - always this emulator's own URL
             self.url + path,
             data=data,
             method=method,
             headers={"Content-Type": "application/json"} if data is not None else {},
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310
+                request, timeout=10, context=self._tls()
+            ) as response:
                 return orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             with exc:

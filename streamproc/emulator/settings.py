@@ -17,7 +17,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -27,6 +27,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -129,6 +130,9 @@ class EmulatorSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=0, le=65535)
     public_url: str | None = None
+    # HTTPS: a PEM certificate (chain) and its unencrypted private key; both or neither.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     tenant_uuid: str = "5e0c4d7a-1f52-4c6e-9a1b-3e6d0c0ffee0"
     token_ttl_seconds: int = Field(1200, ge=1, le=31 * 24 * 3600)
     execution_token_ttl_seconds: int = Field(43200, ge=1, le=31 * 24 * 3600)
@@ -199,6 +203,12 @@ class EmulatorSettings(BaseSettings):
         if len(set(file_ids)) != len(file_ids):
             raise ValueError("a file id is allocated twice")
         return allocations
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        return self
 
     def behavior_for(self, file_id: int) -> BehaviorSettings:
         """The behaviour a task starts with: ``behavior`` plus its ``task_behavior`` entry."""

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     # Public at run time as confluent_kafka.admin.TopicMetadata, but not re-exported for mypy.
     from confluent_kafka.admin._metadata import TopicMetadata
 
-from streamproc.errors import KafkaAdminError
+from streamproc.errors import ConfigError, KafkaAdminError
 from streamproc.kafka.clientlogs import client_logger
 
 _POLL_INTERVAL_S = 0.05
@@ -133,7 +133,7 @@ def missing_topics(
     wanted = list(topics)
     admin = _admin(bootstrap, client_config)
     try:
-        metadata = admin.list_topics(timeout=timeout_s)
+        metadata = _metadata(admin, timeout_s)
     except KafkaException as exc:
         raise _admin_error(exc, f"cannot list topics on {bootstrap}") from exc
     present = {name for name, meta in metadata.topics.items() if meta.error is None}
@@ -150,7 +150,7 @@ def describe_partitions(
     """The number of partitions of ``topic``; KafkaAdminError when it does not exist."""
     admin = _admin(bootstrap, client_config)
     try:
-        metadata = admin.list_topics(topic=topic, timeout=timeout_s)
+        metadata = _metadata(admin, timeout_s, topic)
     except KafkaException as exc:
         raise _admin_error(exc, f"cannot read metadata from {bootstrap}", topic=topic) from exc
     meta = metadata.topics.get(topic)
@@ -171,7 +171,31 @@ def _as_spec(value: TopicSpec | int) -> TopicSpec:
     return TopicSpec(partitions=value)
 
 
-def _admin(bootstrap: str, client_config: Mapping[str, Any] | None) -> AdminClient:
+class _Refusals:
+    """The first refusal librdkafka reported: a failed SASL login or TLS handshake.
+
+    librdkafka reports those only to ``error_cb``; the request that needed the connection just
+    times out as a "broker transport failure", which reads like a broker still starting.
+    """
+
+    def __init__(self, chained: Any = None) -> None:
+        self.first: KafkaError | None = None
+        self._chained = chained
+
+    def __call__(self, error: KafkaError) -> None:
+        if self.first is None and error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+            self.first = error
+        if self._chained is not None:
+            self._chained(error)
+
+
+class _Admin(AdminClient):
+    """An admin client that keeps what its ``error_cb`` saw."""
+
+    refusals: _Refusals
+
+
+def _admin(bootstrap: str, client_config: Mapping[str, Any] | None) -> _Admin:
     # librdkafka would log every refused reconnect to stderr, many per second, while the
     # KafkaAdminError raised here already says what failed; a caller may set log_level back.
     config: dict[str, Any] = {"log_level": 0}
@@ -181,7 +205,39 @@ def _admin(bootstrap: str, client_config: Mapping[str, Any] | None) -> AdminClie
         if key.startswith(_ADMIN_KEY_PREFIXES)
     }
     config["bootstrap.servers"] = bootstrap
-    return AdminClient(config, logger=client_logger())
+    refusals = _Refusals(config.get("error_cb"))
+    config["error_cb"] = refusals
+    admin = _Admin(config, logger=client_logger())
+    admin.refusals = refusals
+    return admin
+
+
+def _metadata(admin: _Admin, timeout_s: float, topic: str | None = None) -> Any:
+    """``list_topics``, in short waits, so that refused credentials end it at once as a
+    ConfigError naming the key instead of a timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.list_topics(
+                topic=topic, timeout=max(0.1, min(0.5, deadline - time.monotonic()))
+            )
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb
+            if admin.refusals.first is not None:
+                raise _refused(admin.refusals.first) from exc
+            if time.monotonic() >= deadline:
+                raise
+
+
+def _refused(error: KafkaError) -> ConfigError:
+    detail = error.str()
+    if error.code() == KafkaError._AUTHENTICATION:
+        return ConfigError("kafka.sasl_password", f"the broker refused the SASL login: {detail}")
+    if "certificate verify failed" in detail:
+        return ConfigError(
+            "kafka.ssl_ca_location", f"the broker's TLS certificate is not trusted: {detail}"
+        )
+    return ConfigError("kafka.security_protocol", f"TLS with the broker failed: {detail}")
 
 
 def _code(exc: KafkaException) -> int | None:

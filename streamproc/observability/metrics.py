@@ -7,7 +7,13 @@ sets (decision, reason, stage, API Task name, partition): never an event id or a
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from streamproc.core.decisions import FallbackReason
+from streamproc.core.mapping import Decision
+from streamproc.errors import Stage
 
 # Buckets around a sub-second decision SLA: fine below 100 ms, coarse above.
 _LATENCY_BUCKETS = (
@@ -93,6 +99,35 @@ class ProcessorMetrics:
         self.commits = Counter(
             "streamproc_commits", "Offset commits, by outcome.", ["outcome"], registry=r
         )
+        self.consumer_lag = Gauge(
+            "streamproc_consumer_lag",
+            "Records of an assigned partition not yet consumed: from the consumer's position "
+            "to the partition's end, per librdkafka's last statistics.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.intake_idle = Gauge(
+            "streamproc_intake_idle_seconds",
+            "Seconds since the intake last polled Kafka.",
+            registry=r,
+        )
+        self.intake_stall = Gauge(
+            "streamproc_intake_stall_seconds",
+            "Intake idle longer than this is a stall: /healthz answers 503.",
+            registry=r,
+        )
+        # Every bounded label value is exported from the start, at 0: a rate over a series that
+        # does not exist yet is no rate at all, and an alert on the first fallback of a kind
+        # would otherwise wait for its second.
+        for decision in get_args(Decision):
+            for fallback in ("true", "false"):
+                self.decided.labels(decision, fallback)
+        for reason in get_args(FallbackReason):
+            self.fallbacks.labels(reason)
+        for stage in get_args(Stage):
+            self.dead_letters.labels(stage)
+        for outcome in ("ok", "failed"):
+            self.commits.labels(outcome)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
