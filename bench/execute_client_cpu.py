@@ -37,6 +37,7 @@ from typing import Any, get_args
 import orjson
 
 from streamproc import logs
+from streamproc.app import make_execute_transport
 from streamproc.controlroom import (
     DEFAULT_TRANSPORT,
     ControlRoomClient,
@@ -44,10 +45,9 @@ from streamproc.controlroom import (
     ExecuteTransport,
     PasswordCredentials,
     RawResponse,
-    make_execute_transport,
 )
 from streamproc.controlroom.transport import TransportKind
-from streamproc.controlroom.values import BotValue, NumberValue, StringValue, dump_bot_values
+from streamproc.core.values import BotValue, NumberValue, StringValue, dump_bot_values
 
 ECHO_FILE_ID = 5
 ECHO_PATH = "Automation Anywhere\\Bots\\My-API-Task"

@@ -12,7 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 from streamproc.config import ControlRoomSettings, Settings, describe
 from streamproc.controlroom.client import ControlRoomClient
@@ -22,7 +23,10 @@ from streamproc.controlroom.credentials import (
     Credentials,
     PasswordCredentials,
 )
-from streamproc.controlroom.transport import make_execute_transport
+from streamproc.controlroom.transport import DEFAULT_TRANSPORT, ExecuteTransport, TransportKind
+from streamproc.controlroom.transport_aiohttp import AiohttpExecuteTransport
+from streamproc.controlroom.transport_httpx import HttpxExecuteTransport
+from streamproc.controlroom.transport_pyreqwest import PyreqwestExecuteTransport
 from streamproc.core.budgets import resolve_limit
 from streamproc.core.circuit import STATE_CODE, CircuitBreaker
 from streamproc.errors import (
@@ -30,6 +34,7 @@ from streamproc.errors import (
     AuthError,
     ConfigError,
     KafkaAdminError,
+    KafkaDeliveryError,
     PermissionDeniedError,
     RetryableError,
     StartupError,
@@ -41,11 +46,10 @@ from streamproc.kafka.statistics import ConsumerLagGauge
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.observability.server import HealthProbe, ObservabilityServer, build_app
+from streamproc.processor.allocation import Allocation
 from streamproc.processor.budget_share import BudgetSplitter
-from streamproc.processor.engine import Processor
-from streamproc.processor.limiter import AsyncBudget
-from streamproc.processor.outcomes import Decider
-from streamproc.processor.scoring import EventScorer, TaskRunner
+from streamproc.processor.engine import Processor, Sink
+from streamproc.processor.flight import Flight
 
 log = get_logger("app")
 T = TypeVar("T")
@@ -116,7 +120,7 @@ class Running:
 
     processor: Processor
     metrics: ProcessorMetrics
-    budgets: dict[str, AsyncBudget]
+    allocations: dict[str, Allocation]
     server: ObservabilityServer | None
 
 
@@ -161,61 +165,89 @@ async def check_topics(settings: Settings) -> None:
         raise ConfigError("kafka", f"topic(s) not found on the broker: {', '.join(missing)}")
 
 
-async def build_runners(
+def make_execute_transport(
+    kind: TransportKind = DEFAULT_TRANSPORT,
+    *,
+    max_connections: int = 64,
+    verify_tls: bool = True,
+    ca_file: str | Path | None = None,
+) -> ExecuteTransport:
+    """A pooled transport for executes; one per process is enough (it is safe to share).
+
+    ``verify_tls`` and ``ca_file`` mean what they mean in :mod:`streamproc.controlroom.trust`.
+    """
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    options: dict[str, Any] = {
+        "max_connections": max_connections,
+        "verify_tls": verify_tls,
+        "ca_file": ca_file,
+    }
+    if kind == "aiohttp":
+        return AiohttpExecuteTransport(**options)
+    if kind == "httpx":
+        return HttpxExecuteTransport(**options)
+    if kind == "pyreqwest":
+        return PyreqwestExecuteTransport(**options)
+    raise ValueError(
+        f"unknown execute transport {kind!r}; expected 'aiohttp', 'httpx' or 'pyreqwest'"
+    )
+
+
+async def build_allocations(
     settings: Settings,
     stack: AsyncExitStack,
-    budgets: Mapping[str, AsyncBudget],
+    limits: Mapping[str, int],
     metrics: ProcessorMetrics,
-) -> dict[str, TaskRunner]:
-    """One runner per API Task, its execution URL fetched now so a bad path fails at start."""
+) -> dict[str, Allocation]:
+    """One allocation per API Task, its execution URL fetched now so a bad path fails at start."""
     cr = settings.controlroom
+    proc = settings.processing
     client = control_room(cr)
     stack.push_async_callback(client.aclose)
     transport = make_execute_transport(
         cr.execute_transport,
         # Every slot of every budget holds one connection for its whole round trip.
-        max_connections=sum(b.limit for b in budgets.values()),
+        max_connections=sum(limits.values()),
         verify_tls=cr.verify_tls,
         ca_file=cr.ca_file,
     )
     stack.push_async_callback(transport.aclose)
-    runners: dict[str, TaskRunner] = {}
+    allocations: dict[str, Allocation] = {}
     for task in settings.api_tasks:
         session = client.execution_session(
             task.repository_path, transport, refresh_interval_s=cr.access_refresh_interval_s
         )
         stack.push_async_callback(session.aclose)
         try:
-            await when_reachable(
-                "the Control Room", session.refresh, settings.processing.startup_timeout_s
-            )
+            await when_reachable("the Control Room", session.refresh, proc.startup_timeout_s)
         except AccessDetailsError as exc:
             raise ConfigError(f"api_tasks.{task.name}.repository_path", exc.reason) from exc
         except (AuthError, PermissionDeniedError) as exc:
             raise ConfigError(cr.identity_key, f"cannot get an execution URL: {exc}") from exc
-        budget = budgets[task.name]
-        metrics.allocation_budget.labels(task.name).set(budget.limit)
-        metrics.allocation_in_flight.labels(task.name).set_function(
-            lambda b=budget: b.in_flight  # type: ignore[misc]
-        )
-        runner = TaskRunner(
+        allocation = Allocation(
             task,
             session,
-            budget,
-            settings.processing.retry,
-            metrics,
-            circuit=CircuitBreaker(settings.processing.circuit_breaker),
+            limit=limits[task.name],
+            retry=proc.retry,
+            metrics=metrics,
+            admission=proc.admission,
+            circuit=CircuitBreaker(proc.circuit_breaker),
+        )
+        metrics.allocation_budget.labels(task.name).set(allocation.limit)
+        metrics.allocation_in_flight.labels(task.name).set_function(
+            lambda a=allocation: a.in_flight  # type: ignore[misc]
         )
         metrics.circuit_state.labels(task.name).set_function(
-            lambda r=runner: STATE_CODE[r.circuit.state(time.monotonic())]  # type: ignore[misc]
+            lambda a=allocation: STATE_CODE[a.circuit.state(time.monotonic())]  # type: ignore[misc]
         )
-        runners[task.name] = runner
-    return runners
+        allocations[task.name] = allocation
+    return allocations
 
 
 def budget_splitter(
     settings: Settings,
-    budgets: Mapping[str, AsyncBudget],
+    budgets: Mapping[str, Allocation],
     limits: Mapping[str, int],
     metrics: ProcessorMetrics,
 ) -> BudgetSplitter | None:
@@ -276,16 +308,15 @@ async def run_processor(
     limits = resolve_budgets(settings, allocations)
 
     async with AsyncExitStack() as stack:
-        budgets = {name: AsyncBudget(name, limit) for name, limit in limits.items()}
-        runners = await build_runners(settings, stack, budgets, metrics)
-        scorer = EventScorer(runners)
-        stack.push_async_callback(scorer.aclose)
+        by_task = await build_allocations(settings, stack, limits, metrics)
         kafka = settings.kafka
-        sink = KafkaSink(kafka.producer_config())
-        sink.start()
-        stack.push_async_callback(sink.close)
-        await sink.warm_up([kafka.decisions_topic, kafka.dead_letter_topic])
-        splitter = budget_splitter(settings, budgets, limits, metrics)
+        sinks: list[KafkaSink[Flight]] = []
+
+        def sink(on_delivery: Callable[[Flight, KafkaDeliveryError | None], None]) -> Sink:
+            sinks.append(KafkaSink(kafka.producer_config(), on_delivery))
+            return sinks[-1]
+
+        splitter = budget_splitter(settings, by_task, limits, metrics)
         if splitter is not None:
             await splitter.prime()
         # The statistics first: kafka.consumer_overrides may set their interval.
@@ -293,24 +324,28 @@ async def run_processor(
         consumer_config |= kafka.consumer_config()
         processor = Processor(
             settings,
-            lambda p: KafkaSource(consumer_config, [kafka.input_topic], p),
+            lambda p: KafkaSource(
+                consumer_config, [kafka.input_topic], p, batch_size=kafka.consume_batch_size
+            ),
             sink,
-            Decider(settings, scorer, metrics),
+            by_task,
             metrics,
             on_assignment=splitter,
         )
+        stack.push_async_callback(sinks[0].close)
+        await sinks[0].warm_up([kafka.decisions_topic, kafka.dead_letter_topic])
         server = await start_server(settings, processor, metrics, stack)
         interval = settings.observability.progress_interval_s
         if interval > 0:
-            reporter = asyncio.create_task(report_progress(metrics, runners, interval))
+            reporter = asyncio.create_task(report_progress(metrics, by_task, interval))
             stack.callback(reporter.cancel)
         if started is not None and not started.done():
-            started.set_result(Running(processor, metrics, budgets, server))
+            started.set_result(Running(processor, metrics, by_task, server))
         await processor.run(stop)
 
 
 async def report_progress(
-    metrics: ProcessorMetrics, runners: Mapping[str, TaskRunner], interval_s: float
+    metrics: ProcessorMetrics, allocations: Mapping[str, Allocation], interval_s: float
 ) -> None:
     """Log totals and rates periodically, so a long run shows its progress in the logs."""
     previous = metrics.totals()
@@ -322,7 +357,9 @@ async def report_progress(
             "progress",
             **{k: int(v) for k, v in now.items()},
             decided_per_s=round((now["decided"] - previous["decided"]) / interval_s, 1),
-            budgets={n: f"{r.budget.in_flight}/{r.budget.limit}" for n, r in runners.items()},
-            circuits={n: r.circuit.state(mono) for n, r in runners.items()},
+            budgets={n: f"{a.in_flight}/{a.limit}" for n, a in allocations.items()},
+            queued={n: len(a.queue) for n, a in allocations.items()},
+            circuits={n: a.circuit.state(mono) for n, a in allocations.items()},
+            fallbacks={values[0]: int(c.value) for values, c in metrics.fallbacks.children.items()},
         )
         previous = now

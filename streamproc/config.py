@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from streamproc.core.admission import AdmissionPolicy
 from streamproc.core.circuit import CircuitPolicy
 from streamproc.core.decisions import FallbackPolicy
 from streamproc.core.mapping import DEFAULT_FRAUD_MAPPING, TaskMappingSpec
@@ -263,6 +264,7 @@ class ProcessingSettings(_Section):
     retry: RetryPolicy = RetryPolicy()
     fallback: FallbackPolicy = FallbackPolicy()
     circuit_breaker: CircuitPolicy = CircuitPolicy()
+    admission: AdmissionPolicy = AdmissionPolicy()
 
 
 class ObservabilitySettings(_Section):

@@ -1,11 +1,13 @@
-"""Control Room real-time API (API Task "hotbot"): client, typed values, errors.
+"""Control Room real-time API (API Task "hotbot"): the client and the execute path.
+
+Typed bot values (``StringValue`` and the rest) live in :mod:`streamproc.core.values`.
 
 The public surface::
 
     async with ControlRoomClient(url, PasswordCredentials("user", "secret")) as cr:
         async for allocation in cr.allocations():
             ...
-        transport = make_execute_transport(max_connections=64)
+        transport = PyreqwestExecuteTransport(max_connections=64)
         path = r"Automation Anywhere\\Bots\\Fraud Score API Task"
         session = cr.execution_session(path, transport)
         result = await session.execute({"iStrZipCode": StringValue("76131")}, timeout_s=5.0)
@@ -32,11 +34,10 @@ if TYPE_CHECKING:
         DEFAULT_TRANSPORT,
         ExecuteTransport,
         RawResponse,
-        make_execute_transport,
     )
 
-# Loaded on first use: the pure core imports ``controlroom.values`` and must not pull the
-# HTTP client in with it.
+# Loaded on first use: importing one piece (the transport seam, say) does not pull every HTTP
+# library in with it.
 _HOMES = {
     "AccessDetails": "allocations",
     "Allocation": "allocations",
@@ -51,7 +52,6 @@ _HOMES = {
     "DEFAULT_TRANSPORT": "transport",
     "ExecuteTransport": "transport",
     "RawResponse": "transport",
-    "make_execute_transport": "transport",
 }
 
 
@@ -76,5 +76,4 @@ __all__ = [
     "ExecuteTransport",
     "PasswordCredentials",
     "RawResponse",
-    "make_execute_transport",
 ]

@@ -23,8 +23,8 @@ from streamproc.controlroom.allocations import AccessDetails
 from streamproc.controlroom.client import ControlRoomClient
 from streamproc.controlroom.connection import Connection, read_sources, resolve
 from streamproc.controlroom.credentials import BearerCredentials
-from streamproc.controlroom.transport import DEFAULT_TRANSPORT, make_execute_transport
-from streamproc.controlroom.values import (
+from streamproc.controlroom.transport import DEFAULT_TRANSPORT
+from streamproc.core.values import (
     BotValue,
     dump_bot_values,
     outputs_to_python,
@@ -314,6 +314,8 @@ async def _access_details(args: argparse.Namespace, connection: Connection) -> t
 
 async def _execute(args: argparse.Namespace, connection: Connection) -> tuple[Any, int]:
     bot_input = parse_inputs(args.input, args.input_json)
+    from streamproc.app import make_execute_transport  # noqa: PLC0415 - the composition root
+
     transport = make_execute_transport(
         args.transport,
         max_connections=1,

@@ -11,7 +11,7 @@ the session keeps executing with the details it has, whose token usually lives f
 tries again shortly; a rejection from ``/execute`` always forces the refresh.
 
 Request building and response parsing stay lean: orjson, precomputed headers, typed values
-from :mod:`streamproc.controlroom.values`, no validation framework.
+from :mod:`streamproc.core.values`, no validation framework.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from streamproc.controlroom.allocations import AccessDetails
 from streamproc.controlroom.http_errors import error_for_status, public_url
 from streamproc.controlroom.tokens import Clock, Lease, SingleFlight
 from streamproc.controlroom.transport import ExecuteTransport, RawResponse
-from streamproc.controlroom.values import (
+from streamproc.core.values import (
     BooleanValue,
     BotValue,
     NumberValue,
@@ -126,6 +126,15 @@ class ExecuteSession:
         """One attempt. Raises the error tree: ``EndpointTimeoutError`` when ``timeout_s``
         passes, ``OverConcurrencyLimitError`` on 429, ``AuthError``/``PermissionDeniedError``
         when a refreshed token is rejected too, ``BadOutputError`` on a malformed botOutput."""
+        return await self.execute_body(
+            encode_bot_input(bot_input), timeout_s=timeout_s, headers=headers
+        )
+
+    async def execute_body(
+        self, body: bytes, *, timeout_s: float, headers: Mapping[str, str] | None = None
+    ) -> ExecuteResult:
+        """:meth:`execute` with the request body already encoded (``{"botInput": ...}``): the
+        processor builds it once per event, not once per attempt."""
         if self._closed:
             raise RuntimeError("the execute session is closed")
         started = time.perf_counter()
@@ -133,7 +142,6 @@ class ExecuteSession:
         lease = self._targets.current
         if lease is None or self._clock() >= lease.stale_at:
             lease = await self._within(deadline, self._routine_refresh(lease))
-        body = orjson.dumps({"botInput": {k: dump_value(v) for k, v in bot_input.items()}})
         extra = _checked(headers) if headers else None
 
         response = await self._post(lease.value, body, extra, timeout_s)
@@ -219,6 +227,11 @@ class ExecuteSession:
         )
         headers = {"Content-Type": "application/json", **details.headers}
         return Lease(_Target(details, headers), obtained_at, obtained_at + self._interval)
+
+
+def encode_bot_input(bot_input: Mapping[str, BotValue]) -> bytes:
+    """The execute request body for ``bot_input``."""
+    return orjson.dumps({"botInput": {k: dump_value(v) for k, v in bot_input.items()}})
 
 
 def _checked(headers: Mapping[str, str]) -> Mapping[str, str]:

@@ -2,7 +2,8 @@
 
 Everything above the seam (request building, the access-details refresh, status mapping,
 parsing ``hotBotResult``) is library-free, so the HTTP library is a measured choice rather
-than a commitment. ``make_execute_transport`` defaults to pyreqwest (reqwest, in Rust)
+than a commitment. The composition root (``streamproc.app.make_execute_transport``) picks one;
+it defaults to pyreqwest (reqwest, in Rust)
 because it costs the least client CPU per execute at the concurrency the processor runs
 (``python -m bench.execute_client_cpu`` measures it). On a 2-core machine, medians over 10-15
 alternating rounds: 0.66x aiohttp's CPU at concurrency 8, 0.60x at 32 and 0.56x at 64 (httpx
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 TransportKind = Literal["aiohttp", "httpx", "pyreqwest"]
@@ -51,45 +51,6 @@ class ExecuteTransport(Protocol):
     ) -> RawResponse: ...
 
     async def aclose(self) -> None: ...
-
-
-def make_execute_transport(
-    kind: TransportKind = DEFAULT_TRANSPORT,
-    *,
-    max_connections: int = 64,
-    verify_tls: bool = True,
-    ca_file: str | Path | None = None,
-) -> ExecuteTransport:
-    """A pooled transport for executes; one per process is enough (it is safe to share).
-
-    ``verify_tls`` and ``ca_file`` mean what they mean in :mod:`streamproc.controlroom.trust`.
-    """
-    if max_connections < 1:
-        raise ValueError("max_connections must be at least 1")
-    # Imported here because the implementations import RawResponse from this module.
-    if kind == "aiohttp":
-        from streamproc.controlroom.transport_aiohttp import AiohttpExecuteTransport  # noqa: PLC0415
-
-        return AiohttpExecuteTransport(
-            max_connections=max_connections, verify_tls=verify_tls, ca_file=ca_file
-        )
-    if kind == "httpx":
-        from streamproc.controlroom.transport_httpx import HttpxExecuteTransport  # noqa: PLC0415
-
-        return HttpxExecuteTransport(
-            max_connections=max_connections, verify_tls=verify_tls, ca_file=ca_file
-        )
-    if kind == "pyreqwest":
-        from streamproc.controlroom.transport_pyreqwest import (  # noqa: PLC0415
-            PyreqwestExecuteTransport,
-        )
-
-        return PyreqwestExecuteTransport(
-            max_connections=max_connections, verify_tls=verify_tls, ca_file=ca_file
-        )
-    raise ValueError(
-        f"unknown execute transport {kind!r}; expected 'aiohttp', 'httpx' or 'pyreqwest'"
-    )
 
 
 def pool_size(transport: ExecuteTransport) -> int | None:

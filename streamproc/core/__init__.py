@@ -14,6 +14,9 @@ one concept each:
 - :mod:`.budgets` per-allocation concurrency budgets
 - :mod:`.deadlines` per-event deadlines in event time
 - :mod:`.retry` error classification and deadline-aware backoff
+- :mod:`.service_time` recent execute durations: the quantile admission plans with
+- :mod:`.admission` which waiting event a free slot takes, and which are shed
+- :mod:`.circuit` the circuit breaker that stops executes on a dead endpoint
 """
 
 from streamproc.core.budgets import Budget, BudgetResolution, replica_share, resolve_limit
@@ -45,9 +48,9 @@ from streamproc.core.mapping import (
     map_bot_input,
     read_task_output,
 )
-from streamproc.core.offsets import OffsetTracker, PartitionOffsets, TopicPartition
+from streamproc.core.offsets import PartitionOffsets, TopicPartition
 from streamproc.core.ordering import OrderingGate, OrderingMode
-from streamproc.core.retry import RetryPolicy, RetryThrottle, classify, next_delay
+from streamproc.core.retry import RetryPolicy, classify, next_delay
 from streamproc.core.routing import (
     CombinePolicy,
     Condition,
@@ -55,7 +58,6 @@ from streamproc.core.routing import (
     RouteRule,
     RoutingSpec,
     check_routing,
-    route,
 )
 
 __all__ = [
@@ -71,13 +73,11 @@ __all__ = [
     "FallbackReason",
     "FallbackRule",
     "InputVariableSpec",
-    "OffsetTracker",
     "OrderingGate",
     "OrderingMode",
     "OutputSpec",
     "PartitionOffsets",
     "RetryPolicy",
-    "RetryThrottle",
     "Route",
     "RouteRule",
     "RoutingSpec",
@@ -104,5 +104,4 @@ __all__ = [
     "read_task_output",
     "replica_share",
     "resolve_limit",
-    "route",
 ]

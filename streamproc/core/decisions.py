@@ -1,7 +1,7 @@
 """Decisions: combining task verdicts, fallback decisions, and the output record and headers.
 
-One event gets exactly one decision record on the output topic, keyed by its event id so a
-replayed event overwrites rather than duplicates for key-aware readers. A record is either
+One event gets exactly one decision record on the output topic, keyed like its input record
+(the card), so one card's decisions stay in order on the decisions topic. A record is either
 *scored* (every routed task gave a verdict) or a *fallback* (``fallback: true`` with a
 ``fallback_reason``), decided by :class:`FallbackPolicy` when the scorers could not answer in
 time or at all. A fallback never softens a verdict already in hand: if one task said DECLINE
@@ -29,30 +29,28 @@ from typing import Any, Final, Literal, TypeAlias
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streamproc.controlroom.values import format_decimal
 from streamproc.core.events import TransactionEvent
 from streamproc.core.mapping import Decision, TaskVerdict
 from streamproc.core.routing import CombinePolicy
+from streamproc.core.values import format_decimal
 
 FallbackReason: TypeAlias = Literal[
-    "deadline",  # the event's deadline passed while its tasks were in flight or waiting
-    "expired_on_arrival",  # already past (or too close to) its deadline when consumed
-    "endpoint_unavailable",  # connection failures, 5xx: nothing to retry into
-    "over_budget",  # no concurrency slot came free in time
-    "retries_exhausted",  # every allowed attempt failed with a retryable error
-    "auth",  # the token could not be refreshed, or the role lacks permission
-    "task_error",  # a permanent endpoint error or a botOutput that breaks the contract
-    "circuit_open",  # the endpoint is known to be down; calls are not being attempted
+    "expired_on_arrival",  # already past (or too close to) its deadline when its turn came
+    "infeasible",  # predicted, on arrival, not to finish in time: no slot was spent
+    "over_budget",  # no concurrency slot came free in time, or the Control Room said 429
+    "deadline",  # an execute started and did not finish by the deadline
+    "endpoint_unavailable",  # connection failures, 5xx: retries could not finish in time
+    "retries_exhausted",  # every allowed attempt failed with another retryable error
+    "circuit_open",  # the endpoint is known to be down; no execute was attempted
 ]
 TaskStatus: TypeAlias = Literal[
     "ok",
-    "deadline",
     "expired_on_arrival",
-    "endpoint_unavailable",
+    "infeasible",
     "over_budget",
+    "deadline",
+    "endpoint_unavailable",
     "retries_exhausted",
-    "auth",
-    "task_error",
     "circuit_open",
 ]
 
@@ -182,10 +180,6 @@ class DecisionRecord:
     def attempts(self) -> int:
         """Execute attempts over all tasks."""
         return sum(t.attempts for t in self.tasks)
-
-    def key(self) -> bytes:
-        """The output record key: the event id, so replays are idempotent by key."""
-        return self.event_id.encode()
 
     def to_dict(self) -> dict[str, Any]:
         return {

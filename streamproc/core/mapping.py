@@ -14,7 +14,7 @@ Conversions (what a source value may be, per declared type):
 - NUMBER: numbers, or text holding a finite decimal; never booleans
 - BOOLEAN: booleans, or the text ``true``/``false`` in any case
 - DATETIME: aware datetimes, or RFC 3339 text with ``Z`` or an offset
-- LIST: arrays, each item typed by :func:`~streamproc.controlroom.values.from_python`
+- LIST: arrays, each item typed by :func:`~streamproc.core.values.from_python`
 
 Outputs: :func:`read_task_output` turns the botOutput into a :class:`TaskVerdict` or raises
 :class:`~streamproc.errors.BadOutputError`, a permanent execute-stage error.
@@ -34,7 +34,8 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 
-from streamproc.controlroom.values import (
+from streamproc.core.events import TransactionEvent, check_path, parse_timestamp
+from streamproc.core.values import (
     BooleanValue,
     BotValue,
     DateTimeValue,
@@ -44,7 +45,6 @@ from streamproc.controlroom.values import (
     format_decimal,
     from_python,
 )
-from streamproc.core.events import TransactionEvent, check_path, parse_timestamp
 from streamproc.errors import BadOutputError, BotValueError, MappingError
 
 BotInputType: TypeAlias = Literal["STRING", "NUMBER", "BOOLEAN", "DATETIME", "LIST"]

@@ -17,10 +17,14 @@ Each offset enters the deque once and leaves it once, so every operation is amor
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
-from typing import TypeAlias
+from typing import NamedTuple
 
-TopicPartition: TypeAlias = tuple[str, int]
+
+class TopicPartition(NamedTuple):
+    """A partition of a topic: the unit of ordering, assignment and commits."""
+
+    topic: str
+    partition: int
 
 
 class PartitionOffsets:
@@ -97,86 +101,6 @@ class PartitionOffsets:
             f"PartitionOffsets(committable={self._committable}, pending={self.pending}, "
             f"oldest_pending={self.oldest_pending}, last_tracked={self._last_tracked})"
         )
-
-
-class OffsetTracker:
-    """:class:`PartitionOffsets` for every assigned (topic, partition), and what to commit.
-
-    ``commit_positions`` returns only positions beyond what was last committed, so a commit
-    is sent only when a partition advanced, and a seek backwards never rewinds the group.
-    """
-
-    __slots__ = ("_committed", "_partitions")
-
-    def __init__(self) -> None:
-        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
-        self._committed: dict[TopicPartition, int] = {}
-
-    def assign(self, topic: str, partition: int, *, committed: int | None = None) -> None:
-        """Start tracking a partition; ``committed`` is the group's position, when known."""
-        tp = (topic, partition)
-        self._partitions[tp] = PartitionOffsets(committed)
-        if committed is not None:
-            self._committed[tp] = committed
-        else:
-            self._committed.pop(tp, None)
-
-    def revoke(self, topic: str, partition: int) -> PartitionOffsets | None:
-        """Stop tracking a partition; returns its last state (None if it was not assigned)."""
-        self._committed.pop((topic, partition), None)
-        return self._partitions.pop((topic, partition), None)
-
-    def partition(self, topic: str, partition: int) -> PartitionOffsets:
-        """The state of an assigned partition; KeyError when it is not assigned."""
-        try:
-            return self._partitions[(topic, partition)]
-        except KeyError:
-            raise KeyError(f"{topic}[{partition}] is not assigned") from None
-
-    def track(self, topic: str, partition: int, offset: int) -> None:
-        self.partition(topic, partition).track(offset)
-
-    def complete(self, topic: str, partition: int, offset: int) -> None:
-        self.partition(topic, partition).complete(offset)
-
-    def reset(self, topic: str, partition: int, next_offset: int) -> None:
-        self.partition(topic, partition).reset(next_offset)
-
-    def commit_positions(self) -> dict[TopicPartition, int]:
-        """Committable positions that advanced past the last committed one."""
-        positions: dict[TopicPartition, int] = {}
-        for tp, offsets in self._partitions.items():
-            position = offsets.committable()
-            if position is None:
-                continue
-            committed = self._committed.get(tp)
-            if committed is None or position > committed:
-                positions[tp] = position
-        return positions
-
-    def mark_committed(self, positions: Mapping[TopicPartition, int]) -> None:
-        """Record a successful commit; partitions no longer assigned are ignored."""
-        for tp, position in positions.items():
-            if tp in self._partitions:
-                self._committed[tp] = max(position, self._committed.get(tp, position))
-
-    def committed(self, topic: str, partition: int) -> int | None:
-        """The last committed position of a partition, when known."""
-        return self._committed.get((topic, partition))
-
-    @property
-    def pending(self) -> int:
-        """Offsets in flight over all partitions."""
-        return sum(p.pending for p in self._partitions.values())
-
-    def __iter__(self) -> Iterator[tuple[TopicPartition, PartitionOffsets]]:
-        return iter(self._partitions.items())
-
-    def __contains__(self, tp: object) -> bool:
-        return tp in self._partitions
-
-    def __len__(self) -> int:
-        return len(self._partitions)
 
 
 def _check(offset: int) -> int:

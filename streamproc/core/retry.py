@@ -118,35 +118,3 @@ def _check(attempt: int, rand: float) -> None:
         raise ValueError(f"attempt is 1-based, got {attempt}")
     if not 0.0 <= rand < 1.0:
         raise ValueError(f"rand must be in [0, 1), got {rand}")
-
-
-class RetryThrottle:
-    """Opt-in retry budget across all calls to one endpoint (gRPC's retry throttling).
-
-    Each failure costs a token and each success earns back ``token_ratio``; retries are
-    allowed only while more than half of ``max_tokens`` remain. When the endpoint is down
-    for everyone, retries stop after a few failures instead of multiplying the load by
-    ``max_attempts``, and resume as calls start succeeding again.
-    """
-
-    __slots__ = ("_max", "_ratio", "_tokens")
-
-    def __init__(self, max_tokens: float = 100.0, token_ratio: float = 0.1) -> None:
-        if not max_tokens > 0 or not token_ratio > 0:
-            raise ValueError("max_tokens and token_ratio must be positive")
-        self._max = float(max_tokens)
-        self._ratio = float(token_ratio)
-        self._tokens = self._max
-
-    def record_success(self) -> None:
-        self._tokens = min(self._max, self._tokens + self._ratio)
-
-    def record_failure(self) -> None:
-        self._tokens = max(0.0, self._tokens - 1.0)
-
-    def allow_retry(self) -> bool:
-        return self._tokens > self._max / 2
-
-    @property
-    def tokens(self) -> float:
-        return self._tokens

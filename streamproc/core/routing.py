@@ -212,11 +212,6 @@ class RoutingSpec(BaseModel):
         return self._default
 
 
-def route(event: TransactionEvent, spec: RoutingSpec) -> Route:
-    """The first rule of ``spec`` that matches ``event``, else the default route."""
-    return spec.route(event)
-
-
 def check_routing(spec: RoutingSpec, known_tasks: Collection[str]) -> list[str]:
     """Every task name in ``spec`` that is not in ``known_tasks``, one problem per line."""
     known = set(known_tasks)

@@ -20,10 +20,11 @@ from collections import deque
 
 
 class ServiceTime:
-    """Recent execute durations of one allocation and their ``quantile``."""
+    """Recent execute durations of one allocation: their ``quantile`` and their median."""
 
     __slots__ = (
         "_max_age_s",
+        "_median",
         "_q",
         "_refresh_every",
         "_samples",
@@ -49,6 +50,7 @@ class ServiceTime:
         self._refresh_every = refresh_every
         self._samples: deque[tuple[float, float]] = deque(maxlen=window)
         self._value = 0.0
+        self._median = 0.0
         # When the oldest sample in the value ages out; infinite while the value is from none.
         self._stale_at = float("inf")
         self._since_refresh = 0  # samples observed since the value was computed
@@ -69,10 +71,15 @@ class ServiceTime:
             self._refresh(now)
         return self._value
 
+    def typical(self, now: float) -> float:
+        """The median of the same samples: what an execute usually takes."""
+        self.estimate(now)
+        return self._median
+
     def reset(self) -> None:
         """Forget every sample (the endpoint changed: e.g. it recovered from an outage)."""
         self._samples.clear()
-        self._value = 0.0
+        self._value = self._median = 0.0
         self._stale_at = float("inf")
         self._since_refresh = 0
 
@@ -86,10 +93,11 @@ class ServiceTime:
             samples.popleft()
         self._since_refresh = 0
         if not samples:
-            self._value = 0.0
+            self._value = self._median = 0.0
             self._stale_at = float("inf")
             return
         durations = sorted(d for _, d in samples)
         index = min(len(durations) - 1, int(self._q * len(durations)))
         self._value = durations[index]
+        self._median = durations[len(durations) // 2]
         self._stale_at = samples[0][0] + self._max_age_s

@@ -459,7 +459,7 @@ class Demo:
         return ProcessorView(
             in_flight=running.processor.in_flight,
             paused=running.processor.paused,
-            budgets=[(n, b.in_flight, b.limit) for n, b in sorted(running.budgets.items())],
+            budgets=[(n, a.in_flight, a.limit) for n, a in sorted(running.allocations.items())],
         )
 
     def _summarise(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from streamproc.controlroom.values import ValueType
+from streamproc.core.values import ValueType
 from streamproc.emulator.behavior import BehaviorSettings
 from streamproc.emulator.listing import DECIMAL_PATTERN, FIELDS, NUMERIC_FIELDS
 

@@ -1,18 +1,23 @@
-"""The Kafka consumer adapter: librdkafka kept off the event loop, on one thread of its own.
+"""The Kafka consumer adapter: librdkafka on a thread of its own, handing batches to the loop.
 
-Every call on the consumer (consume, commit, pause, resume, close) runs on one dedicated thread,
-so librdkafka's rebalance callbacks, which fire inside ``consume()``, always run on that same
-thread and never race a commit. The event loop only awaits those calls. A revoke callback
-blocks the consumer thread while the processor drains the revoked partitions on the loop, then
-commits their safe prefix synchronously before librdkafka hands the partitions to another
-member: that is what makes a cooperative rebalance lose nothing and repeat nothing.
+One thread owns the consumer: it consumes, and between two consumes it runs what the event loop
+asked of it (commit, pause, resume, close). So librdkafka's rebalance callbacks, which fire
+inside ``consume()``, always run on that thread and never race a commit. Each batch crosses to
+the event loop once (``call_soon_threadsafe``), not once per record, and the thread asks for no
+more records than the processor has room for.
+
+A revoke callback blocks the consumer thread while the processor drains the revoked partitions
+on the loop, then commits their safe prefix synchronously before librdkafka hands them to
+another member: that is what makes a cooperative rebalance lose nothing and repeat nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
@@ -20,10 +25,14 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from streamproc.errors import KafkaConsumerError
 from streamproc.kafka.clientlogs import client_logger
-from streamproc.kafka.records import ConsumedRecord, TopicPartition
+from streamproc.kafka.records import ConsumedRecord, TopicPartition, consumed_record
 from streamproc.logs import get_logger
 
 log = get_logger("kafka.consumer")
+
+# How long one consume() may wait for a first record: the longest a request from the loop
+# (a commit, a pause) waits for the thread.
+_WAIT_S = 0.05
 
 
 class RebalanceListener(Protocol):
@@ -38,41 +47,161 @@ class RebalanceListener(Protocol):
     def on_lost(self, partitions: Sequence[TopicPartition]) -> None: ...
 
 
+Deliver = Callable[[list[ConsumedRecord]], None]
+Fail = Callable[[BaseException], None]
+
+
 def _tps(partitions: Sequence[KafkaTopicPartition]) -> list[TopicPartition]:
     return [TopicPartition(p.topic, p.partition) for p in partitions]
 
 
 class KafkaSource:
-    """A subscribed consumer whose every call runs on its own thread."""
+    """A subscribed consumer serving batches from its own thread.
+
+    ``room`` is how many more records the processor will take now; the thread reads it before
+    each consume, so a paused or full processor is not sent records it cannot hold.
+    """
 
     def __init__(
-        self, config: Mapping[str, Any], topics: Sequence[str], listener: RebalanceListener
+        self,
+        config: Mapping[str, Any],
+        topics: Sequence[str],
+        listener: RebalanceListener,
+        *,
+        batch_size: int = 500,
     ) -> None:
         self._config = dict(config)
         self._topics = list(topics)
         self._listener = listener
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        self._batch = batch_size
+        self.room = batch_size
+        self.last_poll_monotonic = time.monotonic()
+        self._requests: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._consumer: Any = None
+        self._thread: threading.Thread | None = None
+        self._closing = False
         self._paused: set[TopicPartition] = set()
-        self._closed = False
+        self._tp_cache: dict[tuple[str, int], TopicPartition] = {}
 
-    async def _call(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    # -- the loop's side ----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        await self._call(self._start)
-
-    def _start(self) -> None:
-        self._consumer = Consumer(self._config, logger=client_logger())
-        self._consumer.subscribe(
-            self._topics,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
+    async def start(self, deliver: Deliver, fail: Fail) -> None:
+        """Subscribe; from now on batches go to ``deliver`` and a fatal error to ``fail``,
+        both on the calling event loop."""
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(
+            target=self._serve, args=(loop, deliver, fail, started), name="kafka-consumer"
         )
-        log.info("consumer_subscribed", topics=self._topics, group=self._config.get("group.id"))
+        self._thread.start()
+        await started
 
-    # -- rebalance callbacks: run on the consumer thread, inside consume() -------------------
+    async def commit(self, positions: Mapping[TopicPartition, int]) -> bool:
+        """Commit synchronously; False when the group rejected it (e.g. mid-rebalance)."""
+        if not positions:
+            return True
+        ok: bool = await self._call(self._commit_now, positions)
+        return ok
+
+    async def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        await self._call(self._pause, list(partitions))
+
+    async def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        await self._call(self._resume, list(partitions))
+
+    async def close(self) -> None:
+        """Leave the group; the final revoke callback commits what is safe."""
+        if self._thread is None or self._closing:
+            return
+        await self._call(self._close)
+        await asyncio.to_thread(self._thread.join, 30)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def request() -> None:
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, done, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, done, result, None)
+
+        if self._thread is None or not self._thread.is_alive():
+            raise KafkaConsumerError("the consumer is not running")
+        self._requests.put(request)
+        return await done
+
+    # -- the consumer thread ------------------------------------------------------------------
+
+    def _serve(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Deliver,
+        fail: Fail,
+        started: asyncio.Future[None],
+    ) -> None:
+        try:
+            self._consumer = Consumer(self._config, logger=client_logger())
+            self._consumer.subscribe(
+                self._topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, started, None, exc)
+            return
+        log.info("consumer_subscribed", topics=self._topics, group=self._config.get("group.id"))
+        loop.call_soon_threadsafe(_settle, started, None, None)
+        try:
+            while not self._closing:
+                self._run_requests()
+                if self._closing:
+                    break
+                records = self._consume(max(1, min(self._batch, self.room)))
+                self.last_poll_monotonic = time.monotonic()
+                if records:
+                    loop.call_soon_threadsafe(deliver, records)
+        except BaseException as exc:
+            log.error("consumer_failed", error=str(exc), error_class=type(exc).__name__)
+            loop.call_soon_threadsafe(fail, exc)
+            self._close()
+        finally:
+            self._run_requests()  # whoever still waits gets an answer
+
+    def _run_requests(self) -> None:
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            request()
+
+    def _consume(self, max_records: int) -> list[ConsumedRecord]:
+        # consume(n, t) returns only once n records came or t passed, so asking for a batch
+        # would hold the first record back for up to t. Wait for one, then take what is
+        # already fetched without waiting.
+        consumer = self._consumer
+        messages = consumer.consume(num_messages=1, timeout=_WAIT_S)
+        if messages and max_records > 1:
+            messages += consumer.consume(num_messages=max_records - 1, timeout=0)
+        records: list[ConsumedRecord] = []
+        cache = self._tp_cache
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaConsumerError(f"fatal consumer error: {err.str()}")
+                log.warning("consume_error", code=err.name(), reason=err.str())
+                continue
+            where = (msg.topic(), msg.partition())
+            tp = cache.get(where)
+            if tp is None:
+                tp = cache[where] = TopicPartition(*where)
+            records.append(consumed_record(msg, tp))
+        return records
 
     def _on_assign(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         tps = _tps(partitions)
@@ -100,49 +229,6 @@ class KafkaSource:
         self._listener.on_lost(tps)
         self._paused.difference_update(tps)
 
-    # -- operations ---------------------------------------------------------------------------
-
-    async def poll(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
-        """Up to ``max_records`` records; rebalance callbacks may run during the call."""
-        result: list[ConsumedRecord] = await self._call(self._consume, max_records, timeout_s)
-        return result
-
-    def _consume(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
-        # consume(n, t) returns only once n records came or t passed, so asking for a batch
-        # would hold the first record back for up to t. Wait for one, then take what is
-        # already fetched without waiting.
-        messages = self._consumer.consume(num_messages=1, timeout=timeout_s)
-        if messages and max_records > 1:
-            messages += self._consumer.consume(num_messages=max_records - 1, timeout=0)
-        records: list[ConsumedRecord] = []
-        for msg in messages:
-            err = msg.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaConsumerError(f"fatal consumer error: {err.str()}")
-                log.warning("consume_error", code=err.name(), reason=err.str())
-                continue
-            ts_type, ts = msg.timestamp()
-            records.append(
-                ConsumedRecord(
-                    topic=msg.topic(),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                    key=msg.key(),
-                    value=msg.value(),
-                    headers=list(msg.headers() or ()),
-                    timestamp_ms=ts if ts_type else None,
-                )
-            )
-        return records
-
-    async def commit(self, positions: Mapping[TopicPartition, int]) -> bool:
-        """Commit synchronously; False when the group rejected it (e.g. mid-rebalance)."""
-        if not positions:
-            return True
-        ok: bool = await self._call(self._commit_now, positions)
-        return ok
-
     def _commit_now(self, positions: Mapping[TopicPartition, int]) -> bool:
         if not positions or self._consumer is None:
             return True
@@ -164,17 +250,11 @@ class KafkaSource:
             return False
         return True
 
-    async def pause(self, partitions: Sequence[TopicPartition]) -> None:
-        await self._call(self._pause, list(partitions))
-
     def _pause(self, partitions: list[TopicPartition]) -> None:
         live = set(_tps(self._consumer.assignment())) & set(partitions)
         if live:
             self._consumer.pause([KafkaTopicPartition(t, p) for t, p in live])
             self._paused.update(live)
-
-    async def resume(self, partitions: Sequence[TopicPartition]) -> None:
-        await self._call(self._resume, list(partitions))
 
     def _resume(self, partitions: list[TopicPartition]) -> None:
         live = set(_tps(self._consumer.assignment())) & set(partitions)
@@ -182,15 +262,18 @@ class KafkaSource:
             self._consumer.resume([KafkaTopicPartition(t, p) for t, p in live])
         self._paused.difference_update(partitions)
 
-    async def assignment(self) -> list[TopicPartition]:
-        tps: list[TopicPartition] = await self._call(lambda: _tps(self._consumer.assignment()))
-        return tps
-
-    async def close(self) -> None:
-        """Leave the group; the final revoke callback commits what is safe."""
-        if self._closed:
+    def _close(self) -> None:
+        if self._closing:
             return
-        self._closed = True
+        self._closing = True
         if self._consumer is not None:
-            await self._call(self._consumer.close)
-        self._executor.shutdown(wait=True)
+            self._consumer.close()  # the final revoke callback runs in here
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(result)
+    else:
+        done.set_exception(error)

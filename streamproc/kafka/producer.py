@@ -1,17 +1,20 @@
-"""The Kafka producer adapter: ``await send(...)`` returns once the broker acknowledged the record.
+"""The Kafka producer adapter: hand records over now, learn of their acknowledgement later.
 
 The producer is idempotent with ``acks=all`` (see ``KafkaSettings.producer_config``), so an
-acknowledgement means the record is durable and in order. A dedicated thread serves delivery
-reports (``poll``) and hands each one to the event loop, where the awaiting coroutine resumes.
-Only then may the processor count the input event as done and its offset as committable.
+acknowledgement means the record is durable, and records of one partition stay in the order
+they were produced. ``produce`` only queues a record in librdkafka; ``poll``, called by the
+processor on its event loop once per tick, serves every delivery report ready by then on that
+same thread: no future, no thread hop and no lock per record. Only an acknowledged output lets
+the processor count its input event as done and its offset as committable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar, cast
 
 from confluent_kafka import KafkaError, Producer
 
@@ -22,22 +25,16 @@ from streamproc.logs import get_logger
 
 log = get_logger("kafka.producer")
 
-_QUEUE_FULL_BACKOFF_S = 0.005
+T = TypeVar("T")
+OnDelivery = Callable[[T, KafkaDeliveryError | None], None]
 
 
-class KafkaSink:
-    """Produces records and resolves one asyncio future per record on delivery."""
+class KafkaSink(Generic[T]):
+    """Produces records; ``on_delivery(token, error)`` runs from ``poll`` for each one."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
+    def __init__(self, config: Mapping[str, Any], on_delivery: OnDelivery[T]) -> None:
         self._producer = Producer(dict(config), logger=client_logger())
-        self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._serve, name="kafka-producer", daemon=True)
-        self._started = False
-
-    def start(self) -> None:
-        if not self._started:
-            self._started = True
-            self._poller.start()
+        self._on_delivery = on_delivery
 
     async def warm_up(self, topics: Sequence[str], timeout_s: float = 10.0) -> None:
         """Connect and load the output topics' metadata now, so the first decision does not
@@ -45,54 +42,49 @@ class KafkaSink:
         for topic in topics:
             await asyncio.to_thread(self._producer.list_topics, topic, timeout_s)
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.05)
+    def produce(self, record: OutputRecord, token: T) -> bool:
+        """Queue ``record``; False when librdkafka's local queue is full (try again later)."""
+        try:
+            self._producer.produce(
+                record.topic,
+                value=record.value,
+                key=record.key,
+                headers=cast(Any, record.headers) or None,
+                on_delivery=functools.partial(self._delivered, token),
+            )
+        except BufferError:
+            return False
+        return True
 
-    async def send(self, record: OutputRecord) -> None:
-        """Produce and wait for the broker's acknowledgement; raise KafkaDeliveryError."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+    def poll(self) -> int:
+        """Serve the delivery reports that are ready, on this thread; how many were served."""
+        served: int = self._producer.poll(0)
+        return served
 
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            loop.call_soon_threadsafe(_settle, done, err, record.topic)
-
-        while True:
-            try:
-                self._producer.produce(
-                    record.topic,
-                    value=record.value,
-                    key=record.key,
-                    headers=cast(Any, list(record.headers)) or None,
-                    on_delivery=on_delivery,
-                )
-                break
-            except BufferError:
-                # The local queue is full: the broker is behind. Waiting here is the
-                # backpressure that stops intake, since the event stays in flight.
-                await asyncio.sleep(_QUEUE_FULL_BACKOFF_S)
-        await done
+    def pending(self) -> int:
+        """Records produced and not yet acknowledged or failed."""
+        return len(self._producer)
 
     async def flush(self, timeout_s: float = 10.0) -> int:
-        """Wait until queued records are delivered; returns how many are still queued."""
-        remaining: int = await asyncio.to_thread(self._producer.flush, timeout_s)
-        return remaining
+        """Serve delivery reports until none is pending or ``timeout_s``; what is left."""
+        give_up = time.monotonic() + timeout_s
+        while len(self._producer) and time.monotonic() < give_up:
+            self._producer.poll(0)
+            await asyncio.sleep(0.005)
+        self._producer.poll(0)
+        return len(self._producer)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         remaining = await self.flush(timeout_s)
         if remaining:
             log.error("producer_closed_with_undelivered", records=remaining)
-        self._stop.set()
-        if self._started:
-            await asyncio.to_thread(self._poller.join, 5.0)
 
-
-def _settle(done: asyncio.Future[None], err: KafkaError | None, topic: str) -> None:
-    if done.done():
-        return
-    if err is None:
-        done.set_result(None)
-    else:
-        done.set_exception(
-            KafkaDeliveryError(err.str(), topic=topic, retriable=bool(err.retriable()))
-        )
+    def _delivered(self, token: T, err: KafkaError | None, _msg: Any) -> None:
+        if err is None:
+            self._on_delivery(token, None)
+        else:
+            topic = _msg.topic() if _msg is not None else "?"
+            retriable = bool(err.retriable())
+            self._on_delivery(
+                token, KafkaDeliveryError(err.str(), topic=topic, retriable=retriable)
+            )

@@ -3,31 +3,52 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
+
+from streamproc.core.offsets import TopicPartition
 
 # Kafka header values may be null; they are carried as they came.
 Headers = list[tuple[str, bytes | None]]
 
-
-class TopicPartition(NamedTuple):
-    topic: str
-    partition: int
+__all__ = ["ConsumedRecord", "Headers", "OutputRecord", "TopicPartition", "consumed_record"]
 
 
-@dataclass(frozen=True, slots=True)
 class ConsumedRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = field(default_factory=list)
-    timestamp_ms: int | None = None
+    """One record as consumed. A plain slotted class: one is built per event on the hot path,
+    and its ``tp`` is made once, here, rather than at every lookup by partition."""
+
+    __slots__ = ("headers", "key", "offset", "timestamp_ms", "tp", "value")
+
+    def __init__(  # noqa: PLR0917 - a record's fields in Kafka's order, as callers write them
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+        *,
+        tp: TopicPartition | None = None,
+    ) -> None:
+        self.tp = tp if tp is not None else TopicPartition(topic, partition)
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers: Headers = headers if headers is not None else []
+        self.timestamp_ms = timestamp_ms
 
     @property
-    def tp(self) -> TopicPartition:
-        return TopicPartition(self.topic, self.partition)
+    def topic(self) -> str:
+        return self.tp.topic
+
+    @property
+    def partition(self) -> int:
+        return self.tp.partition
+
+    def __repr__(self) -> str:
+        return f"ConsumedRecord({self.tp.topic}[{self.tp.partition}]@{self.offset})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +59,16 @@ class OutputRecord:
     headers: Sequence[tuple[str, bytes | None]] = ()
 
 
-def consumed_record(message: Any) -> ConsumedRecord:
+def consumed_record(message: Any, tp: TopicPartition | None = None) -> ConsumedRecord:
     """A confluent-kafka ``Message`` (without error) as a plain record."""
     ts_type, ts = message.timestamp()
     return ConsumedRecord(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
-        key=message.key(),
-        value=message.value(),
-        headers=list(message.headers() or ()),
-        timestamp_ms=ts if ts_type else None,
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        message.key(),
+        message.value(),
+        message.headers() or [],
+        ts if ts_type else None,
+        tp=tp,
     )

@@ -15,14 +15,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 from streamproc.core.budgets import replica_share
 from streamproc.kafka.records import TopicPartition
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
-from streamproc.processor.limiter import AsyncBudget
 
 log = get_logger("processor.budget_share")
+
+
+class Shared(Protocol):
+    """An allocation's budget as this replica holds it."""
+
+    @property
+    def limit(self) -> int: ...
+
+    def set_limit(self, limit: int) -> None: ...
 
 
 class BudgetSplitter:
@@ -35,7 +44,7 @@ class BudgetSplitter:
 
     def __init__(
         self,
-        budgets: Mapping[str, AsyncBudget],
+        budgets: Mapping[str, Shared],
         limits: Mapping[str, int],
         total_partitions: Callable[[], Awaitable[int]],
         metrics: ProcessorMetrics,

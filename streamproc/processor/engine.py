@@ -1,49 +1,74 @@
-"""The processor: consume, decide, publish, commit, within budgets and deadlines.
+"""The processor: consume, judge, score, publish, commit, within budgets and deadlines.
 
-Life of a record: the intake loop admits it (tracked as in flight in its partition), decodes it
-(a bad record goes straight to the dead-letter topic), and hands it to the ordering gate, which
-starts it at once or after the earlier events of the same key. Its task maps, routes and scores
-it, publishes the decision or dead letter, and waits for the broker's acknowledgement. Only then
-is its offset complete; the commit loop commits each partition's contiguous completed prefix.
+The life of a record, each stage moving it forward only:
 
-Backpressure: at ``max_in_flight`` events the assigned partitions are paused and the loop keeps
-polling (so the group never sees a missed ``max.poll.interval.ms``); they resume at half.
+1. **Intake.** The consumer thread hands a batch over once. Each record is tracked as in flight
+   in its partition and decoded; a bad one is dead-lettered at once (it holds no key's lane).
+2. **Ordering.** The ordering gate lets the record start now, or after the earlier events of
+   its key (:mod:`streamproc.core.ordering`).
+3. **Arrival** (:mod:`.arrival`): expired, routed, mapped, admitted per allocation, or decided
+   on the spot.
+4. **Scoring** (:mod:`.allocation`): each allocation's slot workers execute, retry and report.
+   A deadline that passes first settles the event by fallback at the next tick.
+5. **Publishing.** The outcome (:mod:`.outcomes`) is handed to the producer, and the key's
+   lane is released to the next event at once: the idempotent producer keeps their order.
+6. **Acknowledgement.** Delivery reports are served once per tick, on the loop. Only then is
+   the offset complete; the commit loop commits each partition's contiguous completed prefix.
 
-Rebalances run on the consumer thread and hop here: a revoked partition's queued events are
-dropped (its next owner starts from the committed position), its running events finish (each
-is bounded by its deadline), and its safe prefix is committed before the partition moves.
+One timer drives the engine: a tick every few milliseconds while work is in flight serves
+delivery reports, settles events whose deadline passed, and sheds queued work that can no
+longer finish in time. Nothing is created per event but the event's own state.
+
+Backpressure: at ``max_in_flight`` events the assigned partitions are paused and the consumer
+keeps polling (so the group never sees a missed ``max.poll.interval.ms``); they resume at half.
+
+Rebalances run on the consumer thread and hop here: a revoked partition's events still waiting
+for their lane are dropped (its next owner starts from the committed position), its events
+being scored finish (each is bounded by its deadline), and its safe prefix is committed before
+the partition moves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-import structlog
-
 from streamproc.config import Settings
-from streamproc.core.events import TransactionEvent, decode_event
-from streamproc.core.offsets import PartitionOffsets
+from streamproc.core.decisions import FallbackReason
+from streamproc.core.events import decode_event
+from streamproc.core.offsets import PartitionOffsets, TopicPartition
 from streamproc.core.ordering import OrderingGate
-from streamproc.errors import BadInputError
-from streamproc.kafka.records import ConsumedRecord, OutputRecord, TopicPartition
+from streamproc.errors import BadInputError, KafkaDeliveryError, RetryableError
+from streamproc.kafka.records import ConsumedRecord, OutputRecord
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
-from streamproc.processor.outcomes import Decider, Outcome
+from streamproc.processor.allocation import Allocation, reason_of
+from streamproc.processor.arrival import Arrival
+from streamproc.processor.flight import Flight, Work
+from streamproc.processor.outcomes import Outcome, OutcomeCounts, Outcomes
 
 log = get_logger("processor")
 
-_POLL_TIMEOUT_S = 0.1
 T = TypeVar("T")
+BUSY_TICK_S = 0.005
+IDLE_TICK_S = 0.1
 
 
 class Source(Protocol):
-    async def start(self) -> None: ...
-    async def poll(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]: ...
+    room: int
+    last_poll_monotonic: float
+
+    async def start(
+        self,
+        deliver: Callable[[list[ConsumedRecord]], None],
+        fail: Callable[[BaseException], None],
+    ) -> None: ...
     async def commit(self, positions: Mapping[TopicPartition, int]) -> bool: ...
     async def pause(self, partitions: Sequence[TopicPartition]) -> None: ...
     async def resume(self, partitions: Sequence[TopicPartition]) -> None: ...
@@ -51,28 +76,22 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    async def send(self, record: OutputRecord) -> None: ...
+    def produce(self, record: OutputRecord, token: Flight) -> bool: ...
+    def poll(self) -> int: ...
+    def pending(self) -> int: ...
 
 
-@dataclass(slots=True)
-class _Event:
-    record: ConsumedRecord
-    event: TransactionEvent | None = None
-    gated: bool = False
-    task: asyncio.Task[None] | None = None
-
-
-@dataclass(slots=True)
 class _Partition:
-    offsets: PartitionOffsets = field(default_factory=PartitionOffsets)
-    events: dict[int, _Event] = field(default_factory=dict)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-    revoking: bool = False
-    committed: int | None = None
-    last_offset: int | None = None
+    __slots__ = ("committed", "flights", "idle", "last_offset", "offsets", "revoking")
 
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
+        self.offsets = PartitionOffsets()
+        self.flights: dict[int, Flight] = {}
+        self.idle = asyncio.Event()
         self.idle.set()
+        self.revoking = False
+        self.committed: int | None = None
+        self.last_offset: int | None = None
 
 
 class Processor:
@@ -82,20 +101,21 @@ class Processor:
         self,
         settings: Settings,
         source_factory: Callable[[Processor], Source],
-        sink: Sink,
-        decider: Decider,
+        sink_factory: Callable[[Callable[[Flight, KafkaDeliveryError | None], None]], Sink],
+        allocations: Mapping[str, Allocation],
         metrics: ProcessorMetrics,
         *,
         on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self._on_assignment = on_assignment
-        self.sink = sink
-        self.decider = decider
         self.metrics = metrics
         self.clock = clock
-        self.source = source_factory(self)
+        self.allocations = dict(allocations)
+        self.outcomes = Outcomes(settings, clock)
+        self.arrival = Arrival(settings, self.allocations, self.outcomes)
+        self._counts = OutcomeCounts(metrics)
+        self._on_assignment = on_assignment
         self._kafka = settings.kafka
         self._proc = settings.processing
         self._gate = OrderingGate(self._proc.ordering)
@@ -105,9 +125,19 @@ class Processor:
         self._resuming: asyncio.Task[None] | None = None
         self._stopping = False
         self._fatal: BaseException | None = None
+        self._halt = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: list[tuple[float, int, Flight]] = []
+        self._sequence = itertools.count()
+        self._overflow: deque[Flight] = deque()  # outputs the producer could not queue yet
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._consumed = metrics.consumed.children[()]
         self.started = asyncio.Event()
-        self.last_poll_monotonic = time.monotonic()
+        for allocation in self.allocations.values():
+            allocation.finished = self._finished
+        self.sink = sink_factory(self._acknowledged)
+        self.source = source_factory(self)
+        self.source.room = self._proc.max_in_flight
         # Read when scraped, not written per event.
         metrics.in_flight_events.set_function(lambda: self._in_flight)
 
@@ -116,33 +146,34 @@ class Processor:
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set; then drain in-flight work, commit, leave the group."""
         self._loop = asyncio.get_running_loop()
-        await self.source.start()
+        for allocation in self.allocations.values():
+            allocation.start()
+        self._tick()
+        await self.source.start(self._deliver, self._fail)
         self.started.set()
-        committer = asyncio.create_task(self._commit_loop(stop), name="commit-loop")
+        committer = asyncio.create_task(self._commit_loop(), name="commit-loop")
+        stopped = asyncio.create_task(stop.wait())
+        halted = asyncio.create_task(self._halt.wait())
         try:
-            await self._intake(stop)
+            await asyncio.wait({stopped, halted}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopped.cancel()
+            halted.cancel()
             stop.set()
             await self._shutdown(committer)
         if self._fatal is not None:
             raise self._fatal
 
-    async def _intake(self, stop: asyncio.Event) -> None:
-        batch = self._kafka.consume_batch_size
-        limit = self._proc.max_in_flight
-        while not stop.is_set() and self._fatal is None:
-            room = limit - self._in_flight
-            if room <= 0 and not self._paused:
-                await self._pause()
-            records = await self.source.poll(max(1, min(batch, room)), _POLL_TIMEOUT_S)
-            self.last_poll_monotonic = time.monotonic()
-            if self._fatal is not None:
-                break  # not admitted, so not committed: a restart reads them again
-            for record in records:
-                self._admit(record)
+    def _fail(self, error: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = error
+        self._halt.set()
 
     async def _shutdown(self, committer: asyncio.Task[None]) -> None:
         self._stopping = True  # intake is over: nothing may resume partitions any more
+        self.source.room = 0
+        if self._partitions and self._fatal is None:
+            await self.source.pause(list(self._partitions))
         drained = await self._wait_idle(list(self._partitions), self._proc.drain_timeout_s)
         if not drained:
             log.warning("drain_timeout", in_flight=self._in_flight)
@@ -152,10 +183,10 @@ class Processor:
         await asyncio.gather(committer, return_exceptions=True)
         await self._commit()
         await self.source.close()  # the final revoke commits again; nothing is left in flight
-        for part in self._partitions.values():
-            for ev in part.events.values():
-                if ev.task is not None:
-                    ev.task.cancel()
+        await asyncio.gather(*(a.aclose() for a in self.allocations.values()))
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
         log.info("processor_stopped", drained=drained, abandoned=self._in_flight)
 
     @property
@@ -171,99 +202,201 @@ class Processor:
         """The partitions this member owns now."""
         return list(self._partitions)
 
+    @property
+    def last_poll_monotonic(self) -> float:
+        return self.source.last_poll_monotonic
+
     # -- intake -------------------------------------------------------------------------------
 
-    def _admit(self, record: ConsumedRecord) -> None:
-        part = self._partitions.get(record.tp)
-        if part is None or part.revoking:
-            return  # fetched before a revoke; the partition's next owner will read it
-        try:
-            part.offsets.track(record.offset)
-        except ValueError:
-            # Each offset arrives once per assignment; a repeat (a rewind we did not ask
-            # for) is already in flight or done, and processing it twice would duplicate it.
-            log.warning("offset_repeated", partition=record.partition, offset=record.offset)
-            return
-        part.last_offset = record.offset
-        part.idle.clear()
-        ev = _Event(record)
-        part.events[record.offset] = ev
-        self._in_flight += 1
-        self.metrics.consumed.inc()
-        try:
-            ev.event = decode_event(record.value, max_bytes=self._proc.max_event_bytes)
-        except BadInputError as exc:
-            ev.task = asyncio.create_task(self._publish(ev, self.decider.dead_letter(record, exc)))
-            return
-        ev.gated = True
-        if self._gate.submit(record.tp, record.key, record.offset):
-            self._start(ev)
+    def _deliver(self, records: list[ConsumedRecord]) -> None:
+        """A batch from the consumer thread: track, decode, and start what may start."""
+        partitions = self._partitions
+        max_bytes = self._proc.max_event_bytes
+        gate = self._gate
+        admitted = 0
+        for record in records:
+            part = partitions.get(record.tp)
+            if part is None or part.revoking:
+                continue  # fetched before a revoke; the partition's next owner will read it
+            try:
+                part.offsets.track(record.offset)
+            except ValueError:
+                # Each offset arrives once per assignment; a repeat (a rewind we did not ask
+                # for) is already in flight or done, and processing it twice would duplicate it.
+                log.warning("offset_repeated", partition=record.partition, offset=record.offset)
+                continue
+            admitted += 1
+            part.last_offset = record.offset
+            part.idle.clear()
+            flight = Flight(record)
+            part.flights[record.offset] = flight
+            self._in_flight += 1
+            try:
+                flight.event = decode_event(record.value, max_bytes=max_bytes)
+            except BadInputError as exc:
+                self._settle(flight, self.outcomes.dead_letter(record, exc))
+                continue
+            flight.gated = True
+            if gate.submit(record.tp, record.key, record.offset):
+                self._start(flight)
+        self._consumed.inc(admitted)
+        self.source.room = self._proc.max_in_flight - self._in_flight
+        if self._in_flight >= self._proc.max_in_flight and not self._paused:
+            self._pause()
 
-    def _start(self, ev: _Event) -> None:
-        ev.task = asyncio.create_task(self._process(ev))
+    def _start(self, flight: Flight) -> None:
+        """``flight`` may start (its lane is free): judge it, and any successor decided too."""
+        while True:
+            outcome = self._begin(flight)
+            if outcome is None:
+                return
+            following = self._settle(flight, outcome)
+            if following is None:
+                return
+            flight = following
 
-    async def _process(self, ev: _Event) -> None:
-        assert ev.event is not None
-        # This task runs in its own copy of the context, so the binding needs no reset and
-        # reaches every log line of the event, the execute's included.
-        structlog.contextvars.bind_contextvars(
-            event_id=ev.event.event_id, partition=ev.record.partition, offset=ev.record.offset
-        )
+    def _begin(self, flight: Flight) -> Outcome | None:
         try:
-            outcome = await self.decider.decide(ev.record, ev.event)
+            outcome = self.arrival.begin(flight, self.clock())
         except Exception as exc:  # a defect must not stall the partition: dead-letter it
-            log.exception("decide_failed")
-            outcome = self.decider.dead_letter(ev.record, exc, stage="execute")
-        await self._publish(ev, outcome)
+            log.exception("arrival_failed", offset=flight.record.offset)
+            return self.outcomes.dead_letter(flight.record, exc, stage="execute")
+        if outcome is None:
+            heapq.heappush(self._deadlines, (flight.deadline, next(self._sequence), flight))
+        return outcome
 
-    async def _publish(self, ev: _Event, outcome: Outcome) -> None:
-        try:
-            await self.sink.send(outcome.record)
-        except Exception as exc:
-            # Without an acknowledged output the offset must not be committed, and nothing
-            # after it can be either: stop, and let a restart resume from the commit. A sink
-            # that raised something other than KafkaDeliveryError (a produce() that failed)
-            # is no different: swallowing it would leave the partition stuck, uncommitted.
-            log.error("output_not_acknowledged", error=str(exc), error_class=type(exc).__name__)
-            if self._fatal is None:
-                self._fatal = exc
-            part = self._partitions.get(ev.record.tp)
-            if part is not None:
-                part.idle.set()  # it can never drain now: a stop or revoke must not wait for it
+    # -- scoring results ----------------------------------------------------------------------
+
+    def _finished(self, work: Work) -> None:
+        """An allocation is done with ``work``: settle its flight when it is complete."""
+        flight = work.flight
+        if flight.settled:
             return
-        self.decider.acknowledged(outcome, self.clock())
-        self._complete(ev)
+        try:
+            if work.state == "failed" and work.failure is None:
+                # A permanent error: the event goes to the dead-letter topic, whatever else.
+                assert work.error is not None
+                attempts = sum(w.attempts for w in flight.works)
+                outcome = self.outcomes.dead_letter(
+                    flight.record, work.error, attempts=attempts, stage="execute", task=work.task
+                )
+            else:
+                flight.open -= 1
+                if flight.open > 0:
+                    return
+                outcome = self.outcomes.decided(flight)
+        except Exception as exc:  # a defect must not stall the partition: dead-letter it
+            log.exception("decide_failed", offset=flight.record.offset)
+            outcome = self.outcomes.dead_letter(flight.record, exc, stage="execute")
+        following = self._settle(flight, outcome)
+        if following is not None:
+            self._start(following)
 
-    def _complete(self, ev: _Event) -> None:
-        record = ev.record
+    def _expire(self, now: float) -> None:
+        """Settle, by fallback, every flight whose deadline has passed."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, _, flight = heapq.heappop(deadlines)
+            if flight.settled:
+                continue
+            for work in flight.works:
+                if work.state not in ("done", "failed"):
+                    work.failure = _reason_at_deadline(work)
+                    work.abandoned = True
+            following = self._settle(flight, self.outcomes.decided(flight))
+            if following is not None:
+                self._start(following)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def _settle(self, flight: Flight, outcome: Outcome) -> Flight | None:
+        """Hand ``flight``'s output to the producer and release its lane; returns the next
+        event of the lane, which may start now."""
+        flight.settled = True
+        flight.outcome = outcome
+        try:
+            if self._overflow or not self.sink.produce(outcome.record, flight):
+                self._overflow.append(flight)  # the producer's queue is full: keep the order
+        except Exception as exc:  # a produce() that failed is as fatal as a failed delivery
+            self._acknowledged(flight, exc)
+            return None
+        if not flight.gated:
+            return None
+        record = flight.record
+        nxt = self._gate.finish(record.tp, record.key, record.offset)
+        if not nxt:
+            return None
         part = self._partitions.get(record.tp)
-        if part is None or part.events.get(record.offset) is not ev:
+        return part.flights.get(nxt[0]) if part is not None else None
+
+    def _flush_overflow(self) -> None:
+        overflow = self._overflow
+        while overflow:
+            flight = overflow[0]
+            assert flight.outcome is not None
+            if not self.sink.produce(flight.outcome.record, flight):
+                return
+            overflow.popleft()
+
+    def _acknowledged(self, flight: Flight, error: BaseException | None) -> None:
+        """A delivery report, served on the loop by the sink's poll."""
+        if error is not None:
+            # Without an acknowledged output the offset must not be committed, and nothing
+            # after it can be either: stop, and let a restart resume from the commit.
+            log.error("output_not_acknowledged", error=str(error), error_class=type(error).__name__)
+            part = self._partitions.get(flight.record.tp)
+            if part is not None:
+                part.idle.set()  # it can never drain now: a stop or revoke must not wait
+            self._fail(error)
+            return
+        assert flight.outcome is not None
+        self._counts.count(flight.outcome, self.clock())
+        record = flight.record
+        part = self._partitions.get(record.tp)
+        if part is None or part.flights.get(record.offset) is not flight:
             return  # the partition was revoked or lost meanwhile
         part.offsets.complete(record.offset)
-        del part.events[record.offset]
+        del part.flights[record.offset]
         self._in_flight -= 1
-        if ev.gated:
-            for offset in self._gate.finish(record.tp, record.key, record.offset):
-                self._start(part.events[offset])
-        if not part.events:
+        if not part.flights:
             part.idle.set()
         self._maybe_resume()
 
+    # -- the tick -----------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        try:
+            self._flush_overflow()
+            self.sink.poll()
+            now = self.clock()
+            self._expire(now)
+            for allocation in self.allocations.values():
+                allocation.sweep(now)
+        finally:
+            busy = self._in_flight or self.sink.pending() or self._overflow
+            loop = self._loop or asyncio.get_running_loop()
+            self._tick_handle = loop.call_later(BUSY_TICK_S if busy else IDLE_TICK_S, self._tick)
+
     # -- backpressure -------------------------------------------------------------------------
 
-    async def _pause(self) -> None:
+    def _pause(self) -> None:
         self._paused = True
         self.metrics.paused.set(1)
-        await self.source.pause(list(self._partitions))
+        task = asyncio.get_running_loop().create_task(self.source.pause(list(self._partitions)))
+        task.add_done_callback(_log_failure)
         log.info("intake_paused", in_flight=self._in_flight)
 
     def _maybe_resume(self) -> None:
-        if self._paused and not self._stopping and self._in_flight <= self._proc.max_in_flight // 2:
-            self._schedule_resume()
-
-    def _schedule_resume(self) -> None:
-        if self._resuming is None or self._resuming.done():
-            self._resuming = asyncio.create_task(self._resume())
+        if not self._stopping:
+            self.source.room = self._proc.max_in_flight - self._in_flight
+        if (
+            self._paused
+            and not self._stopping
+            and self._in_flight <= self._proc.max_in_flight // 2
+            and (self._resuming is None or self._resuming.done())
+        ):
+            self._resuming = asyncio.get_running_loop().create_task(self._resume())
 
     async def _resume(self) -> None:
         self._paused = False
@@ -273,9 +406,9 @@ class Processor:
 
     # -- commits ------------------------------------------------------------------------------
 
-    async def _commit_loop(self, stop: asyncio.Event) -> None:
+    async def _commit_loop(self) -> None:
         interval = self._kafka.commit_interval_ms / 1000
-        while not stop.is_set():
+        while True:
             await asyncio.sleep(interval)
             await self._commit()
 
@@ -352,11 +485,14 @@ class Processor:
         for tp in owned:
             part = self._partitions[tp]
             part.revoking = True
-            # Queued events never started: drop them; they stay uncommitted for the next owner.
+            # Events still waiting for their lane never started: drop them; they stay
+            # uncommitted for the next owner.
             for offset in self._gate.drop_partition(tp):
-                if part.events.pop(offset, None) is not None:
+                flight = part.flights.pop(offset, None)
+                if flight is not None:
+                    flight.settled = True
                     self._in_flight -= 1
-            if not part.events:
+            if not part.flights:
                 part.idle.set()
         if not await self._wait_idle(owned, self._proc.drain_timeout_s):
             log.warning("revoke_drain_timeout", partitions=len(owned))
@@ -376,10 +512,9 @@ class Processor:
 
     def _forget(self, tp: TopicPartition) -> None:
         part = self._partitions.pop(tp)
-        for ev in part.events.values():
+        for flight in part.flights.values():
+            flight.settled = True  # its works, queued or running, are no longer wanted
             self._in_flight -= 1
-            if ev.task is not None:
-                ev.task.cancel()
         # Events that leave with the partition never complete: without this, losing the
         # partitions that held the in-flight work would leave the others paused for good.
         self._maybe_resume()
@@ -395,3 +530,17 @@ class Processor:
         except TimeoutError:
             return False
         return True
+
+
+def _reason_at_deadline(work: Work) -> FallbackReason:
+    """Why ``work`` has no verdict at its event's deadline, from what it was doing then."""
+    if work.state == "waiting":
+        return "over_budget"
+    if work.state == "backoff" and isinstance(work.error, RetryableError):
+        return reason_of(work.error)
+    return "deadline"
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("consumer_request_failed", error=str(task.exception()))

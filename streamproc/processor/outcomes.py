@@ -1,123 +1,106 @@
-"""From a consumed record to its one output: a decision, a fallback decision, or a dead letter.
+"""From a flight to its one output record: a decision, a fallback decision, or a dead letter.
 
 Which, and why:
 
 - the record cannot be decoded or validated, or the event cannot be mapped to a botInput:
   dead letter (stage decode, validate or map); retrying can never help;
-- the event is already past its deadline on arrival: fallback at once, no execute spent;
+- the event is already past its deadline when its turn comes: fallback, no execute spent;
 - every routed API Task answered: the combined decision;
-- the deadline came first, no budget slot came free, or retries ran out: fallback on time;
+- the deadline came first, no budget slot came free, retries ran out, the circuit is open, or
+  the event was predicted not to finish in time: fallback, on time;
 - an API Task answered with a permanent error (other 4xx, a rejected refreshed token, an
   output that breaks the contract): dead letter, stage execute.
 
 Decisions are keyed like the input record (the card), so they stay in per-card order on the
-decisions topic; dead letters carry the original key, value and headers unchanged.
+decisions topic; dead letters carry the original key, value and headers unchanged. The
+outcome remembers what the acknowledgement must count, so metrics move once per output, when
+the broker has it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
-from prometheus_client import Counter
-
 from streamproc.config import Settings
-from streamproc.controlroom.values import BotValue
 from streamproc.core.deadletters import dead_letter_headers_for, error_class_name, safe_message
-from streamproc.core.deadlines import classify_on_arrival, event_deadline
-from streamproc.core.decisions import (
-    DecisionRecord,
-    FallbackReason,
-    SourceRef,
-    TaskReport,
-    decide,
-    fallback_decision,
-)
-from streamproc.core.events import TransactionEvent
-from streamproc.core.mapping import map_bot_input
+from streamproc.core.decisions import DecisionRecord, FallbackReason, SourceRef, decide
+from streamproc.core.decisions import fallback_decision as fallback_record
 from streamproc.errors import BadInputError, ControlRoomError, Stage
 from streamproc.kafka.records import ConsumedRecord, OutputRecord
 from streamproc.logs import get_logger
-from streamproc.observability.metrics import ProcessorMetrics
-from streamproc.processor.scoring import EventScorer, Failed, TaskProgress
+from streamproc.observability.metrics import Count, ProcessorMetrics
+from streamproc.processor.flight import Flight
 
 log = get_logger("processor.outcomes")
 
+OutcomeKind = Literal["decision", "dead_letter"]
 
-@dataclass(frozen=True, slots=True)
+
 class Outcome:
-    """The output record of one input record, and what it means for metrics and logs."""
+    """The output record of one input record, and what it counts as once acknowledged."""
 
-    record: OutputRecord
-    kind: Literal["decision", "dead_letter"]
-    label: str  # the decision (APPROVE, REVIEW, DECLINE) or the dead letter's stage
-    fallback_reason: FallbackReason | None = None
-    occurred_at_epoch: float | None = None
-
-
-class Decider:
-    """Builds each event's outcome; pure decisions from the core, scoring from the scorer."""
+    __slots__ = ("fallback_reason", "kind", "label", "occurred_at_epoch", "record")
 
     def __init__(
         self,
-        settings: Settings,
-        scorer: EventScorer,
-        metrics: ProcessorMetrics,
-        clock: Callable[[], float] = time.time,
+        record: OutputRecord,
+        kind: OutcomeKind,
+        label: str,
+        fallback_reason: FallbackReason | None = None,
+        occurred_at_epoch: float | None = None,
     ) -> None:
-        self.settings = settings
-        self.scorer = scorer
-        self.metrics = metrics
-        self.clock = clock
-        proc = settings.processing
-        self._sla_s = proc.decision_sla_ms / 1000
-        self._min_useful_s = proc.min_useful_ms / 1000
-        self._skew_s = proc.clock_skew_tolerance_ms / 1000
-        self._mappings = {t.name: t.mapping for t in settings.api_tasks}
-        self._decided: dict[tuple[str, str], Counter] = {}
+        self.record = record
+        self.kind = kind
+        self.label = label  # the decision (APPROVE, REVIEW, DECLINE) or the dead letter's stage
+        self.fallback_reason = fallback_reason
+        self.occurred_at_epoch = occurred_at_epoch
 
-    async def decide(self, record: ConsumedRecord, event: TransactionEvent) -> Outcome:
-        now = self.clock()
-        source = SourceRef(record.topic, record.partition, record.offset)
-        policy = self.settings.processing.fallback
-        arrival = classify_on_arrival(
-            event, self._sla_s, now, self._min_useful_s, future_tolerance_s=self._skew_s
-        )
-        if arrival == "expired":
-            expired = fallback_decision(
-                event, "expired_on_arrival", now, policy=policy, source=source
-            )
-            return self._decision(record, expired)
-        deadline = event_deadline(event, self._sla_s, now, future_tolerance_s=self._skew_s)
-        route = self.settings.routing.route(event)
-        try:
-            inputs: dict[str, dict[str, BotValue]] = {
-                name: map_bot_input(event, self._mappings[name]) for name in route.tasks
-            }
-        except BadInputError as exc:
-            return self.dead_letter(record, exc)
-        scored = await self.scorer.score(inputs, deadline, {"X-Request-Id": event.event_id})
-        if isinstance(scored, Failed):
-            attempts = sum(p.attempts for p in scored.progress)
-            return self.dead_letter(
-                record, scored.error, attempts=attempts, stage="execute", task=scored.task
-            )
-        record_out = decide(
-            event,
-            route.rule,
-            _reports(scored.progress),
-            combine=self.settings.routing.combine,
-            fallback=policy,
+
+class Outcomes:
+    """Builds each flight's output; the decisions themselves are the core's."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._policy = settings.processing.fallback
+        self._combine = settings.routing.combine
+        self._decisions_topic = settings.kafka.decisions_topic
+        self._dead_letter_topic = settings.kafka.dead_letter_topic
+
+    def decided(self, flight: Flight) -> Outcome:
+        """Every work of ``flight`` reported (or the deadline came): its decision."""
+        assert flight.event is not None
+        assert flight.rule is not None
+        record = decide(
+            flight.event,
+            flight.rule,
+            [work.report() for work in flight.works],
+            combine=self._combine,
+            fallback=self._policy,
             now_epoch=self.clock(),
-            source=source,
+            source=_source(flight.record),
         )
-        return self._decision(record, record_out)
+        return self._decision(flight.record, record)
+
+    def fallback(self, flight: Flight, reason: FallbackReason) -> Outcome:
+        """A fallback decided before any work was routed (e.g. expired on arrival)."""
+        assert flight.event is not None
+        record = fallback_record(
+            flight.event,
+            reason,
+            self.clock(),
+            policy=self._policy,
+            source=_source(flight.record),
+            rule=flight.rule,
+            reports=[work.report() for work in flight.works],
+        )
+        return self._decision(flight.record, record)
 
     def _decision(self, record: ConsumedRecord, decision: DecisionRecord) -> Outcome:
         output = OutputRecord(
-            topic=self.settings.kafka.decisions_topic,
+            topic=self._decisions_topic,
             key=record.key,
             value=decision.to_json(),
             headers=decision.headers(),
@@ -151,8 +134,10 @@ class Decider:
             stage=stage,
         )
         resolved: Stage = stage or (error.stage if isinstance(error, BadInputError) else "execute")
-        log.warning(
+        log.debug(
             "event_dead_lettered",
+            partition=record.partition,
+            offset=record.offset,
             stage=resolved,
             error_class=error_class_name(error),
             error=safe_message(str(error)),
@@ -161,39 +146,47 @@ class Decider:
             attempts=attempts,
         )
         output = OutputRecord(
-            topic=self.settings.kafka.dead_letter_topic,
+            topic=self._dead_letter_topic,
             key=record.key,
             value=record.value,
             headers=headers,
         )
         return Outcome(output, "dead_letter", resolved)
 
-    def acknowledged(self, outcome: Outcome, now: float) -> None:
-        """The broker has the output: count it."""
+
+class OutcomeCounts:
+    """Counts acknowledged outcomes into the metrics; label children are looked up once."""
+
+    def __init__(self, metrics: ProcessorMetrics) -> None:
+        self._metrics = metrics
+        self._decided: dict[tuple[str, bool], Count] = {}
+        self._fallbacks: dict[str, Count] = {}
+        self._dead_letters: dict[str, Count] = {}
+        self._latency = metrics.decision_latency.children[()]
+
+    def count(self, outcome: Outcome, now: float) -> None:
+        m = self._metrics
         if outcome.kind == "dead_letter":
-            self.metrics.dead_letters.labels(outcome.label).inc()
+            child = self._dead_letters.get(outcome.label)
+            if child is None:
+                child = self._dead_letters[outcome.label] = m.dead_letters.labels(outcome.label)
+            child.inc()
             return
-        fallback = outcome.fallback_reason is not None
-        key = (outcome.label, "true" if fallback else "false")
+        reason = outcome.fallback_reason
+        key = (outcome.label, reason is not None)
         decided = self._decided.get(key)
         if decided is None:
-            decided = self._decided[key] = self.metrics.decided.labels(*key)
+            flag = "true" if reason is not None else "false"
+            decided = self._decided[key] = m.decided.labels(outcome.label, flag)
         decided.inc()
-        if outcome.fallback_reason is not None:
-            self.metrics.fallbacks.labels(outcome.fallback_reason).inc()
-            log.info("event_fallback", reason=outcome.fallback_reason, decision=outcome.label)
+        if reason is not None:
+            fallback = self._fallbacks.get(reason)
+            if fallback is None:
+                fallback = self._fallbacks[reason] = m.fallbacks.labels(reason)
+            fallback.inc()
         if outcome.occurred_at_epoch is not None:
-            self.metrics.decision_latency.observe(max(0.0, now - outcome.occurred_at_epoch))
+            self._latency.observe(max(0.0, now - outcome.occurred_at_epoch))
 
 
-def _reports(progress: Sequence[TaskProgress]) -> list[TaskReport]:
-    return [
-        TaskReport(
-            task=p.name,
-            verdict=p.verdict,
-            attempts=p.attempts,
-            latency_ms=p.latency_s * 1000 if p.attempts else None,
-            failure=None if p.verdict is not None else (p.failure or "deadline"),
-        )
-        for p in progress
-    ]
+def _source(record: ConsumedRecord) -> SourceRef:
+    return SourceRef(record.topic, record.partition, record.offset)

@@ -1,7 +1,7 @@
 """What every emulated API Task declares and how its ``botInput`` is bound to it.
 
 A task declares typed input variables (some required) and output variables. Binding parses
-the wire ``botInput`` with :mod:`streamproc.controlroom.values`, then checks each declared
+the wire ``botInput`` with :mod:`streamproc.core.values`, then checks each declared
 input's type; a problem raises :class:`~streamproc.errors.BotValueError` naming the variable
 path (``botInput.iNumAmount: expected NUMBER, got STRING``), which the execute route answers
 with 400. Variables the task does not declare are ignored, as the Control Room maps only
@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from streamproc.controlroom.values import (
+from streamproc.core.values import (
     BotValue,
     DateTimeValue,
     NumberValue,

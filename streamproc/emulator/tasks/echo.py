@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from streamproc.controlroom.values import (
+from streamproc.core.values import (
     BotValue,
     DictionaryValue,
     ListValue,

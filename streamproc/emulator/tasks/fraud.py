@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from streamproc.controlroom.values import BotValue, ValueType
+from streamproc.core.values import BotValue, ValueType
 from streamproc.emulator.tasks.base import (
     ApiTask,
     InputSpec,

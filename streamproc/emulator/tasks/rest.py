@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from streamproc.controlroom.values import BotValue, ValueType
+from streamproc.core.values import BotValue, ValueType
 from streamproc.emulator.tasks.base import (
     ApiTask,
     InputSpec,

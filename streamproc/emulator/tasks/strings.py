@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from streamproc.controlroom.values import BotValue, ValueType
+from streamproc.core.values import BotValue, ValueType
 from streamproc.emulator.tasks.base import (
     ApiTask,
     InputSpec,

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from streamproc.app import make_execute_transport
 from streamproc.controlroom.credentials import PasswordCredentials
-from streamproc.controlroom.transport import TransportKind, make_execute_transport
-from streamproc.controlroom.values import StringValue
+from streamproc.controlroom.transport import TransportKind
+from streamproc.core.values import StringValue
 from streamproc.emulator import EmulatorHandle
 from streamproc.errors import (
     AccessDetailsError,

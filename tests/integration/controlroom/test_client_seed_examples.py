@@ -6,11 +6,12 @@ from decimal import Decimal
 
 import pytest
 
+from streamproc.app import make_execute_transport
 from streamproc.controlroom.allocations import AccessDetails, Allocation
 from streamproc.controlroom.credentials import ApiKeyCredentials, BearerCredentials
 from streamproc.controlroom.tokens import jwt_claims
-from streamproc.controlroom.transport import TransportKind, make_execute_transport
-from streamproc.controlroom.values import (
+from streamproc.controlroom.transport import TransportKind
+from streamproc.core.values import (
     BooleanValue,
     DateTimeValue,
     DictionaryValue,

@@ -126,10 +126,9 @@ async def test_a_refused_bearer_token_fails_start_up_naming_it(
     controlroom.bearer_token, not of the user name."""
     from contextlib import AsyncExitStack
 
-    from streamproc.app import build_runners
+    from streamproc.app import build_allocations
     from streamproc.config import load_settings
     from streamproc.observability.metrics import ProcessorMetrics
-    from streamproc.processor.limiter import AsyncBudget
 
     settings = load_settings(
         environ={
@@ -138,9 +137,8 @@ async def test_a_refused_bearer_token_fails_start_up_naming_it(
             "STREAMPROC_PROCESSING__STARTUP_TIMEOUT_S": "5",
         }
     )
-    budgets = {"fraud": AsyncBudget("fraud", 1)}
     async with AsyncExitStack() as stack:
         with pytest.raises(ConfigError) as info:
-            await build_runners(settings, stack, budgets, ProcessorMetrics())
+            await build_allocations(settings, stack, {"fraud": 1}, ProcessorMetrics())
     assert info.value.key == "controlroom.bearer_token"
     assert "garbage-Bearer-Token-3" not in str(info.value)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from streamproc.controlroom.transport import TransportKind, make_execute_transport
-from streamproc.controlroom.values import StringValue
+from streamproc.app import make_execute_transport
+from streamproc.controlroom.transport import TransportKind
+from streamproc.core.values import StringValue
 from streamproc.emulator import EmulatorHandle
 from streamproc.errors import ConfigError, EndpointConnectionError
 from tests.fixtures.emulator import EmulatorFactory

@@ -213,7 +213,7 @@ async def test_in_flight_executes_never_exceed_the_allocation_limit(
     )
     events = [event(f"hw-{i}", f"card-{i}") for i in range(150)]
     async with collecting(kafka_bootstrap, topics) as outputs, running(settings) as handle:
-        assert handle.budgets["fraud"].limit == 3
+        assert handle.allocations["fraud"].limit == 3
         await asyncio.to_thread(produce_events, kafka_bootstrap, topics.input, events)
         await wait_for(lambda: outputs.count() >= len(events), 60, "every decision")
     stats = emulator.allocation_stats(FRAUD_FILE_ID)
@@ -252,7 +252,7 @@ async def test_a_slow_api_task_yields_on_time_fallbacks(
         )
         await wait_for(lambda: outputs.count() >= len(events), 30, "every decision")
         late = handle.metrics.late_results.labels("fraud")
-        await wait_for(lambda: late._value.get() == len(events), 30, "the late results")
+        await wait_for(lambda: late.value == len(events), 30, "the late results")
     for out in outputs.decisions():
         record = out.json
         assert record["fallback"] is True

@@ -42,7 +42,8 @@ async def _two_replicas(
             await wait_for(
                 lambda: (
                     len(first.processor.assignment) == len(second.processor.assignment) == 1
-                    and first.budgets["fraud"].limit == second.budgets["fraud"].limit == share
+                    and first.allocations["fraud"].limit == share
+                    and second.allocations["fraud"].limit == share
                 ),
                 30,
                 f"one partition and a budget of {share} each",

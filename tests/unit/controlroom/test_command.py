@@ -18,7 +18,7 @@ from streamproc.controlroom.credentials import (
     BearerCredentials,
     PasswordCredentials,
 )
-from streamproc.controlroom.values import BooleanValue, ListValue, NumberValue, StringValue
+from streamproc.core.values import BooleanValue, ListValue, NumberValue, StringValue
 from streamproc.errors import BotValueError, ConfigError
 from tests.unit.controlroom.fakes import (
     API_KEY,

@@ -10,12 +10,13 @@ from pyreqwest.middleware import Next
 from pyreqwest.request import Request
 from pyreqwest.response import Response, ResponseBuilder
 
+from streamproc.app import make_execute_transport
 from streamproc.controlroom.http_errors import (
     error_for_status,
     public_url,
     retry_after_seconds,
 )
-from streamproc.controlroom.transport import TransportKind, make_execute_transport
+from streamproc.controlroom.transport import TransportKind
 from streamproc.controlroom.transport_aiohttp import map_aiohttp_errors
 from streamproc.controlroom.transport_httpx import HttpxExecuteTransport, map_httpx_errors
 from streamproc.controlroom.transport_pyreqwest import PyreqwestExecuteTransport

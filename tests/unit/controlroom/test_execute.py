@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from streamproc.controlroom.client import ControlRoomClient
 from streamproc.controlroom.execute import parse_outputs
 from streamproc.controlroom.transport import RawResponse
-from streamproc.controlroom.values import NumberValue, StringValue, parse_bot_values
+from streamproc.core.values import NumberValue, StringValue, parse_bot_values
 from streamproc.errors import (
     AccessDetailsError,
     AuthError,

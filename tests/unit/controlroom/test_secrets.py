@@ -26,7 +26,7 @@ from streamproc.controlroom.credentials import (
 from streamproc.controlroom.transport import RawResponse
 from streamproc.controlroom.transport_httpx import HttpxExecuteTransport
 from streamproc.controlroom.transport_pyreqwest import PyreqwestExecuteTransport
-from streamproc.controlroom.values import StringValue
+from streamproc.core.values import StringValue
 from streamproc.errors import BadRequestError, StreamprocError
 from tests.unit.controlroom.conftest import MakeClient
 from tests.unit.controlroom.fakes import (

@@ -110,7 +110,6 @@ def test_scored_decision_record() -> None:
     assert not record.fallback
     assert record.attempts == 3
     assert record.latency_ms == pytest.approx(250.0)
-    assert record.key() == b"evt-1"
     raw = record.to_json()
     assert b'"score":55.50' in raw
     assert orjson.loads(raw) == {
@@ -174,7 +173,7 @@ def test_any_failed_task_makes_a_fallback_with_the_first_failure_reason() -> Non
         [
             ok("fraud", v("APPROVE", "5", "fine")),
             failed("aml", "deadline"),
-            failed("kyc", "auth"),
+            failed("kyc", "circuit_open"),
         ],
         combine="strictest",
         fallback=FallbackPolicy(),

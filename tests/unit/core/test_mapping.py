@@ -12,16 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from streamproc.controlroom.values import (
-    BooleanValue,
-    BotValue,
-    DateTimeValue,
-    ListValue,
-    NumberValue,
-    StringValue,
-    dump_bot_values,
-    parse_bot_values,
-)
 from streamproc.core.events import TransactionEvent, decode_event
 from streamproc.core.mapping import (
     DEFAULT_FRAUD_MAPPING,
@@ -31,6 +21,16 @@ from streamproc.core.mapping import (
     TaskVerdict,
     map_bot_input,
     read_task_output,
+)
+from streamproc.core.values import (
+    BooleanValue,
+    BotValue,
+    DateTimeValue,
+    ListValue,
+    NumberValue,
+    StringValue,
+    dump_bot_values,
+    parse_bot_values,
 )
 from streamproc.errors import BadOutputError, MappingError
 

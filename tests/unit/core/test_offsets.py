@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from streamproc.core.offsets import OffsetTracker, PartitionOffsets
+from streamproc.core.offsets import PartitionOffsets
 
 
 def test_nothing_is_committable_before_a_completion() -> None:
@@ -203,79 +203,3 @@ class InterleavedTrackAndComplete(RuleBasedStateMachine):
 
 TestInterleavedTrackAndComplete = InterleavedTrackAndComplete.TestCase
 TestInterleavedTrackAndComplete.settings = settings(max_examples=100, stateful_step_count=50)
-
-
-# --------------------------------------------------------------------------------------
-# many partitions
-
-
-def test_tracker_reports_only_advanced_positions() -> None:
-    """commit_positions lists a partition only when it moved past its last commit."""
-    tracker = OffsetTracker()
-    tracker.assign("t", 0, committed=5)
-    tracker.assign("t", 1)
-    tracker.track("t", 0, 5)
-    tracker.track("t", 1, 0)
-    assert tracker.commit_positions() == {}
-    tracker.complete("t", 0, 5)
-    tracker.complete("t", 1, 0)
-    positions = tracker.commit_positions()
-    assert positions == {("t", 0): 6, ("t", 1): 1}
-    tracker.mark_committed(positions)
-    assert tracker.commit_positions() == {}
-    assert tracker.committed("t", 0) == 6
-    tracker.track("t", 1, 1)
-    tracker.complete("t", 1, 1)
-    assert tracker.commit_positions() == {("t", 1): 2}
-
-
-def test_seek_backwards_never_rewinds_the_group() -> None:
-    """After a reset below the committed position, nothing is reported until it is passed."""
-    tracker = OffsetTracker()
-    tracker.assign("t", 0, committed=10)
-    tracker.reset("t", 0, 3)
-    tracker.track("t", 0, 3)
-    tracker.complete("t", 0, 3)
-    assert tracker.commit_positions() == {}
-    for o in range(4, 11):
-        tracker.track("t", 0, o)
-        tracker.complete("t", 0, o)
-    assert tracker.commit_positions() == {("t", 0): 11}
-
-
-def test_unassigned_partitions_are_errors_and_revoke_forgets() -> None:
-    """Tracking an unassigned partition is a KeyError; revoke drops state and commits."""
-    tracker = OffsetTracker()
-    with pytest.raises(KeyError, match=r"t\[0\] is not assigned"):
-        tracker.track("t", 0, 1)
-    tracker.assign("t", 0)
-    tracker.track("t", 0, 1)
-    assert tracker.pending == 1
-    assert ("t", 0) in tracker
-    state = tracker.revoke("t", 0)
-    assert state is not None
-    assert state.pending == 1
-    assert tracker.revoke("t", 0) is None
-    assert tracker.pending == 0
-    assert len(tracker) == 0
-    tracker.mark_committed({("t", 0): 2})
-    assert tracker.committed("t", 0) is None
-
-
-def test_mark_committed_never_moves_backwards() -> None:
-    """A late acknowledgement of an older commit does not lower the committed position."""
-    tracker = OffsetTracker()
-    tracker.assign("t", 0, committed=10)
-    tracker.mark_committed({("t", 0): 7})
-    assert tracker.committed("t", 0) == 10
-
-
-def test_reassign_starts_fresh() -> None:
-    """Assigning a partition again replaces its state with the given committed position."""
-    tracker = OffsetTracker()
-    tracker.assign("t", 0, committed=10)
-    tracker.track("t", 0, 10)
-    tracker.assign("t", 0)
-    assert tracker.partition("t", 0).pending == 0
-    assert tracker.committed("t", 0) is None
-    assert [tp for tp, _ in tracker] == [("t", 0)]

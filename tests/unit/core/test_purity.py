@@ -51,7 +51,6 @@ FORBIDDEN = frozenset(
 ALLOWED_INTERNAL = (
     "streamproc.errors",
     "streamproc.redaction",
-    "streamproc.controlroom.values",
     "streamproc.core",
 )
 # Reading the clock through datetime is as impure as importing time.

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from streamproc.core.retry import RetryPolicy, RetryThrottle, backoff_s, classify, next_delay
+from streamproc.core.retry import RetryPolicy, backoff_s, classify, next_delay
 from streamproc.errors import (
     AccessDetailsError,
     AuthError,
@@ -177,27 +177,3 @@ def test_default_policy() -> None:
     assert RetryPolicy() == RetryPolicy(
         max_attempts=3, base_delay_ms=20, max_delay_ms=500, jitter="full"
     )
-
-
-def test_throttle_stops_retries_when_failures_dominate_and_recovers() -> None:
-    """Failures drain the tokens below half, stopping retries; successes earn them back."""
-    throttle = RetryThrottle(max_tokens=10, token_ratio=1)
-    assert throttle.allow_retry()
-    for _ in range(5):
-        throttle.record_failure()
-    assert not throttle.allow_retry()
-    for _ in range(20):
-        throttle.record_failure()
-    assert throttle.tokens == 0
-    for _ in range(6):
-        throttle.record_success()
-    assert throttle.allow_retry()
-    for _ in range(100):
-        throttle.record_success()
-    assert throttle.tokens == 10
-
-
-def test_throttle_rejects_non_positive_settings() -> None:
-    """Token capacity and ratio must be positive."""
-    with pytest.raises(ValueError, match="positive"):
-        RetryThrottle(max_tokens=0)

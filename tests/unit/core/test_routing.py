@@ -17,7 +17,6 @@ from streamproc.core.routing import (
     Route,
     RoutingSpec,
     check_routing,
-    route,
 )
 
 BASE: dict[str, Any] = {
@@ -153,7 +152,6 @@ SPEC = RoutingSpec.model_validate(
 )
 def test_first_matching_rule_wins(changes: dict[str, Any], expected: Route) -> None:
     """Rules are tried in order, all conditions must hold, and the default catches the rest."""
-    assert route(event(**changes), SPEC) == expected
     assert SPEC.route(event(**changes)) == expected
 
 
@@ -162,7 +160,7 @@ def test_rule_without_conditions_matches_everything() -> None:
     spec = RoutingSpec.model_validate(
         {"rules": [{"name": "all", "tasks": ["x"]}], "default_tasks": ["y"]}
     )
-    assert route(event(), spec) == Route("all", ("x",))
+    assert spec.route(event()) == Route("all", ("x",))
 
 
 def test_default_combine_policy_is_strictest() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streamproc.controlroom.values import ListValue, StringValue
+from streamproc.core.values import ListValue, StringValue
 from streamproc.emulator.repository import FileKind, default_repository
 from streamproc.emulator.tasks.echo import EchoTask
 from streamproc.emulator.tasks.fraud import FraudScoreTask

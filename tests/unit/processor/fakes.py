@@ -3,13 +3,14 @@
 - :class:`FakeClock`: wall-clock seconds that move only when a test says so (deadlines).
 - :class:`FakeExecutor`: scripted execute results per call or per event id: outputs, raised
   errors, or a :class:`Hold` that blocks the call on an ``asyncio.Event`` until released.
-- :class:`FakeSink`: acknowledges at once, holds an acknowledgement until released, or fails
-  with :class:`~streamproc.errors.KafkaDeliveryError` (or anything else).
-- :class:`FakeSource`: the engine's ``Source``: records are fed in, polls hand them out
-  (skipping paused partitions), commits/pauses/resumes are recorded, and assign/revoke/lost
-  call the processor's ``on_assigned/on_revoked/on_lost`` from a separate thread, as
-  librdkafka does from the consumer thread. ``close`` does the final revoke, as a real
-  consumer leaving the group does.
+- :class:`FakeSink`: the producer. Records are queued by ``produce``; ``poll`` (the
+  processor's tick) acknowledges them, except one held until released or failed with
+  :class:`~streamproc.errors.KafkaDeliveryError`.
+- :class:`FakeSource`: the engine's ``Source``: fed records are delivered to the processor as
+  a batch (those of paused partitions once resumed), commits/pauses/resumes are recorded, and
+  assign/revoke/lost call the processor's ``on_assigned/on_revoked/on_lost`` from a separate
+  thread, as librdkafka does from the consumer thread. ``close`` does the final revoke, as a
+  real consumer leaving the group does.
 - :class:`Harness`: a whole :class:`~streamproc.processor.engine.Processor` wired to these.
 
 Every double appends to a shared :class:`Timeline` so a test can check what happened before
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,18 +32,18 @@ from typing import Any
 import orjson
 
 from streamproc.config import ApiTaskSettings, KafkaSettings, ProcessingSettings, Settings
-from streamproc.controlroom.values import BotValue, ListValue, NumberValue, StringValue
+from streamproc.core.circuit import CircuitBreaker
 from streamproc.core.decisions import rfc3339_utc
 from streamproc.core.ordering import OrderingMode
 from streamproc.core.retry import RetryPolicy
 from streamproc.core.routing import RoutingSpec
+from streamproc.core.values import BotValue, ListValue, NumberValue, StringValue
 from streamproc.errors import KafkaDeliveryError
 from streamproc.kafka.records import ConsumedRecord, OutputRecord, TopicPartition
 from streamproc.observability.metrics import ProcessorMetrics
+from streamproc.processor.allocation import Allocation
 from streamproc.processor.engine import Processor
-from streamproc.processor.limiter import AsyncBudget
-from streamproc.processor.outcomes import Decider
-from streamproc.processor.scoring import EventScorer, TaskRunner
+from streamproc.processor.flight import Flight
 
 T0 = 1_700_000_000.0
 INPUT = "transactions"
@@ -205,7 +207,8 @@ def make_settings(
 
 @dataclass
 class Timeline:
-    """What happened, in order: ("execute", event_id), ("ack", (partition, offset)), ..."""
+    """What happened, in order: ("execute", event_id), ("produce", (partition, offset)),
+    ("ack", (partition, offset)), ..."""
 
     entries: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -261,7 +264,7 @@ class Call:
     attempt: int
     headers: Mapping[str, str]
     timeout_s: float
-    bot_input: Mapping[str, BotValue]
+    bot_input: Mapping[str, Any]  # the wire botInput: {"iStrEventId": {"type": ..., ...}}
     at: float  # loop time, for measuring backoff
 
 
@@ -314,15 +317,16 @@ class FakeExecutor:
             return self._script.popleft()
         return self.default
 
-    async def execute(
+    async def execute_body(
         self,
-        bot_input: Mapping[str, BotValue],
+        body: bytes,
         *,
         timeout_s: float,
         headers: Mapping[str, str] | None = None,
     ) -> Result:
+        bot_input = orjson.loads(body)["botInput"]
         eid_value = bot_input.get("iStrEventId")
-        event_id = eid_value.value if isinstance(eid_value, StringValue) else None
+        event_id = eid_value.get("string") if isinstance(eid_value, dict) else None
         hdrs = dict(headers or {})
         self.calls.append(
             Call(
@@ -368,12 +372,16 @@ def answering(partition: int, offset: int) -> Match:
 
 
 class FakeSink:
-    """The producer: acknowledges at once unless told to hold or fail a matching record."""
+    """The producer: ``produce`` queues, ``poll`` acknowledges in order, except a matching
+    record held until released, or failed."""
 
-    def __init__(self, *, timeline: Timeline | None = None) -> None:
+    def __init__(self, on_delivery: Any, *, timeline: Timeline | None = None) -> None:
+        self.on_delivery = on_delivery
         self.timeline = timeline or Timeline()
         self.attempted: list[OutputRecord] = []
         self.sent: list[OutputRecord] = []  # acknowledged, in acknowledgement order
+        self.full = False  # True: produce() refuses, as librdkafka does with a full queue
+        self._queued: deque[tuple[OutputRecord, Flight]] = deque()
         self._holds: list[tuple[Match, Hold]] = []
         self._failures: list[tuple[Match, BaseException]] = []
 
@@ -387,16 +395,40 @@ class FakeSink:
             (match, error or KafkaDeliveryError("Local: Message timed out", topic=DECISIONS))
         )
 
-    async def send(self, record: OutputRecord) -> None:
-        self.attempted.append(record)
-        for match, held in self._holds:
-            if match(record) and not held.released:
-                await held.wait()
+    def produce(self, record: OutputRecord, token: Flight) -> bool:
+        if self.full:
+            return False
         for match, error in self._failures:
-            if match(record):
-                raise error
-        self.sent.append(record)
-        self.timeline.add("ack", source_of(record))
+            if match(record) and not isinstance(error, KafkaDeliveryError):
+                raise error  # produce() itself failed, as librdkafka's does on a fatal error
+        self.attempted.append(record)
+        self.timeline.add("produce", source_of(record))
+        self._queued.append((record, token))
+        return True
+
+    def poll(self) -> int:
+        served = 0
+        still: deque[tuple[OutputRecord, Flight]] = deque()
+        while self._queued:
+            record, token = self._queued.popleft()
+            held = next((h for m, h in self._holds if m(record) and not h.released), None)
+            if held is not None:
+                held.entered.set()
+                still.append((record, token))
+                continue
+            served += 1
+            error = next((e for m, e in self._failures if m(record)), None)
+            if error is not None:
+                self.on_delivery(token, error)
+                continue
+            self.sent.append(record)
+            self.timeline.add("ack", source_of(record))
+            self.on_delivery(token, None)
+        self._queued = still
+        return served
+
+    def pending(self) -> int:
+        return len(self._queued)
 
     def by_source(self) -> dict[tuple[int, int], list[OutputRecord]]:
         found: dict[tuple[int, int], list[OutputRecord]] = defaultdict(list)
@@ -426,21 +458,21 @@ class FakeSource:
         self.commit_results: deque[bool] = deque()  # scripted results; True once exhausted
         self.revoke_results: list[dict[TopicPartition, int]] = []
         self.callback_threads: set[int] = set()
-        self.polls = 0
+        self.polls = 0  # rounds of the consumer loop, paused or not
+        self.room = 0
+        self.last_poll_monotonic = 0.0
         self.started = False
         self.closed = False
-        self._fed = asyncio.Event()
+        self._deliver: Callable[[list[ConsumedRecord]], None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self.fail: Callable[[BaseException], None] | None = None
 
     # -- what tests call
 
     def feed(self, *records: ConsumedRecord) -> None:
-        """Make ``records`` available to the next polls, in this order."""
+        """Deliver ``records`` in this order (those of paused partitions once resumed), no more
+        at a time than the processor has room for, as the consumer thread does."""
         self.pending.extend(records)
-        self._fed.set()
-
-    def wake(self) -> None:
-        """End a poll that is waiting for records (e.g. so a stop is noticed at once)."""
-        self._fed.set()
 
     def committed(self, tp: TopicPartition) -> int | None:
         """The last position committed for ``tp`` (by the commit loop or a revoke)."""
@@ -476,31 +508,31 @@ class FakeSource:
         self.callback_threads.add(threading.get_ident())
         return fn(list(tps))
 
+    async def _consume(self) -> None:
+        while not self.closed:
+            self.polls += 1
+            self.last_poll_monotonic = time.monotonic()
+            room = max(1, self.room)
+            batch = [r for r in self.pending if r.tp not in self.paused][:room]
+            if batch and self._deliver is not None and self.room > 0:
+                taken = set(map(id, batch))
+                self.pending = [r for r in self.pending if id(r) not in taken]
+                self._deliver(batch)
+            await asyncio.sleep(0.001)
+
     # -- the Source protocol
 
-    async def start(self) -> None:
+    async def start(
+        self,
+        deliver: Callable[[list[ConsumedRecord]], None],
+        fail: Callable[[BaseException], None],
+    ) -> None:
         self.started = True
+        self._deliver = deliver
+        self.fail = fail
         if self.initial:
             await self.assign(self.initial)
-
-    async def poll(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
-        self.polls += 1
-        if not self._available():
-            self._fed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._fed.wait(), timeout_s)
-        batch: list[ConsumedRecord] = []
-        rest: list[ConsumedRecord] = []
-        for rec in self.pending:
-            if len(batch) < max_records and rec.tp not in self.paused:
-                batch.append(rec)
-            else:
-                rest.append(rec)
-        self.pending = rest
-        return batch
-
-    def _available(self) -> bool:
-        return any(rec.tp not in self.paused for rec in self.pending)
+        self._loop_task = asyncio.create_task(self._consume(), name="fake-consumer")
 
     async def commit(self, positions: Mapping[TopicPartition, int]) -> bool:
         ok = self.commit_results.popleft() if self.commit_results else True
@@ -515,7 +547,6 @@ class FakeSource:
     async def resume(self, partitions: Sequence[TopicPartition]) -> None:
         self.resumes.append(list(partitions))
         self.paused.difference_update(partitions)
-        self._fed.set()
 
     async def close(self) -> None:
         """Leave the group: the final revoke commits what the processor says is safe."""
@@ -536,10 +567,7 @@ class Harness:
     timeline: Timeline
     metrics: ProcessorMetrics
     executors: dict[str, FakeExecutor]
-    budgets: dict[str, AsyncBudget]
-    scorer: EventScorer
-    decider: Decider
-    sink: FakeSink
+    allocations: dict[str, Allocation]
     processor: Processor
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -550,8 +578,17 @@ class Harness:
         return self.processor.source
 
     @property
+    def sink(self) -> FakeSink:
+        assert isinstance(self.processor.sink, FakeSink)
+        return self.processor.sink
+
+    @property
     def executor(self) -> FakeExecutor:
         return next(iter(self.executors.values()))
+
+    @property
+    def allocation(self) -> Allocation:
+        return next(iter(self.allocations.values()))
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self.processor.run(self.stop_event), name="processor")
@@ -571,7 +608,6 @@ class Harness:
 
     def request_stop(self) -> None:
         self.stop_event.set()
-        self.source.wake()
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop, wait for the drain, and re-raise whatever ``run()`` raised."""
@@ -584,21 +620,17 @@ class Harness:
         return self.sink.sent
 
     async def aclose(self) -> None:
-        """Teardown: stop if still running, then wait for abandoned executes."""
+        """Teardown: stop if still running, releasing every hold so the drain can finish."""
         if self.task is not None and not self.task.done():
             self.request_stop()
             for held in self._holds():
                 held.release()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self.task, 5)
-        await self.scorer.aclose()
 
     def _holds(self) -> list[Hold]:
         found = [held for ex in self.executors.values() for held in ex._holds.values()]
         return found + [held for _, held in self.sink._holds]
-
-
-DeciderFactory = Callable[[Settings, EventScorer, ProcessorMetrics, FakeClock], Decider]
 
 
 def build(
@@ -607,8 +639,8 @@ def build(
     assignment: Iterable[TopicPartition] = (TP0,),
     executors: Mapping[str, FakeExecutor] | None = None,
     limits: Mapping[str, int] | None = None,
-    decider_factory: DeciderFactory | None = None,
     clock: FakeClock | None = None,
+    circuit: CircuitBreaker | None = None,
     on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
 ) -> Harness:
     """A processor with fake source, sink and executors; one executor per API Task."""
@@ -620,38 +652,33 @@ def build(
     for task in settings.api_tasks:
         executors.setdefault(task.name, FakeExecutor(timeline=timeline))
         executors[task.name].timeline = timeline
-    budgets = {
-        t.name: AsyncBudget(t.name, (limits or {}).get(t.name, 1_000)) for t in settings.api_tasks
-    }
-    runners = {
-        t.name: TaskRunner(
+    proc = settings.processing
+    allocations = {
+        t.name: Allocation(
             t,
             executors[t.name],
-            budgets[t.name],
-            settings.processing.retry,
-            metrics,
+            limit=(limits or {}).get(t.name, 1_000),
+            retry=proc.retry,
+            metrics=metrics,
+            admission=proc.admission,
+            circuit=circuit or CircuitBreaker(proc.circuit_breaker),
             clock=clock,
+            monotonic=clock,
             rand=lambda: 0.0,
         )
         for t in settings.api_tasks
     }
-    scorer = EventScorer(runners, clock=clock)
-    make_decider = decider_factory or (lambda s, sc, m, c: Decider(s, sc, m, clock=c))
-    decider = make_decider(settings, scorer, metrics, clock)
-    sink = FakeSink(timeline=timeline)
     tps = list(assignment)
     processor = Processor(
         settings,
         lambda p: FakeSource(p, tps),
-        sink,
-        decider,
+        lambda on_delivery: FakeSink(on_delivery, timeline=timeline),
+        allocations,
         metrics,
         on_assignment=on_assignment,
         clock=clock,
     )
-    return Harness(
-        settings, clock, timeline, metrics, executors, budgets, scorer, decider, sink, processor
-    )
+    return Harness(settings, clock, timeline, metrics, executors, allocations, processor)
 
 
 def sample(metrics: ProcessorMetrics, name: str, **labels: str) -> float:
@@ -662,3 +689,16 @@ def sample(metrics: ProcessorMetrics, name: str, **labels: str) -> float:
 
 async def gather_bounded(*aws: Awaitable[Any], timeout_s: float = 3.0) -> list[Any]:
     return list(await asyncio.wait_for(asyncio.gather(*aws), timeout_s))
+
+
+def body(out: OutputRecord) -> Any:
+    """An output record's JSON value."""
+    assert out.value is not None
+    return orjson.loads(out.value)
+
+
+async def answer_of(h: Harness, partition: int, offset: int) -> OutputRecord:
+    """The one acknowledged output for the input record at (partition, offset)."""
+    await eventually(lambda: h.sink.answered(partition, offset), f"the output of {offset}")
+    (out,) = h.sink.by_source()[(partition, offset)]
+    return out

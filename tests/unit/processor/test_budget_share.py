@@ -9,15 +9,24 @@ import structlog
 from streamproc.kafka.records import TopicPartition
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.processor.budget_share import BudgetSplitter
-from streamproc.processor.limiter import AsyncBudget
 from tests.unit.processor.conftest import MakeHarness
-from tests.unit.processor.fakes import TP0, TP1, TP2, eventually, record, sample
+from tests.unit.processor.fakes import TP0, TP1, TP2, eventually, record, sample, settle
 
 METRICS = ProcessorMetrics()
 
 
-def splitter(total: int = 6, **limits: int) -> tuple[BudgetSplitter, dict[str, AsyncBudget]]:
-    budgets = {name: AsyncBudget(name, limit) for name, limit in limits.items()}
+class Share:
+    """A budget as the splitter sees it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def set_limit(self, limit: int) -> None:
+        self.limit = limit
+
+
+def splitter(total: int = 6, **limits: int) -> tuple[BudgetSplitter, dict[str, Share]]:
+    budgets = {name: Share(limit) for name, limit in limits.items()}
 
     async def total_partitions() -> int:
         return total
@@ -40,18 +49,24 @@ async def test_each_budget_is_split_by_the_share_of_partitions_owned() -> None:
     assert (budgets["fraud"].limit, budgets["aml"].limit) == (1, 1)
 
 
-async def test_a_shrinking_share_keeps_running_executes() -> None:
-    """A smaller share applies to new acquires; executes already running keep their slots."""
-    split, budgets = splitter(total=2, fraud=4)
-    fraud = budgets["fraud"]
-    for _ in range(4):
-        assert await fraud.acquire(0)
-    await split(tps(1))
-    assert (fraud.limit, fraud.in_flight) == (2, 4)
-    assert not await fraud.acquire(0)
-    for _ in range(3):
-        fraud.release()
-    assert await fraud.acquire(0)
+async def test_a_shrinking_share_keeps_running_executes(make_harness: MakeHarness) -> None:
+    """A smaller share applies to new executes; executes already running keep their slots."""
+    h = make_harness(limits={"fraud": 4})
+    holds = {o: h.executor.hold(f"p0-{o}") for o in range(6)}
+    await h.start()
+    h.source.feed(*(record(o, key=f"k{o}") for o in range(6)))
+    await eventually(lambda: h.executor.running == 4, "four executes")
+    h.allocation.set_limit(2)
+    await settle()
+    assert h.executor.running == 4
+    for o in range(3):
+        holds[o].release()
+    await eventually(lambda: len(h.sink.sent) == 3, "three answered")
+    await eventually(lambda: h.executor.running == 2, "one new execute beside the old one")
+    await settle()
+    assert h.executor.running == 2
+    assert h.executor.max_running == 4
+    assert h.allocation.in_flight == 2
 
 
 async def test_the_processor_re_splits_after_every_rebalance(make_harness: MakeHarness) -> None:
@@ -106,7 +121,7 @@ async def test_the_partition_count_is_not_read_on_every_rebalance() -> None:
         reads.append(1)
         return next(counts)
 
-    budgets = {"fraud": AsyncBudget("fraud", 8)}
+    budgets = {"fraud": Share(8)}
     split = BudgetSplitter(
         budgets, {"fraud": 8}, total_partitions, METRICS, refresh_s=60, clock=lambda: now[0]
     )

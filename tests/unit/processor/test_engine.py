@@ -7,11 +7,10 @@ import asyncio
 import pytest
 import structlog
 
-from streamproc.core.events import TransactionEvent
 from streamproc.core.mapping import InputVariableSpec, TaskMappingSpec
 from streamproc.errors import BadRequestError, KafkaDeliveryError
-from streamproc.kafka.records import ConsumedRecord
-from streamproc.processor.outcomes import Decider, Outcome
+from streamproc.processor.flight import Flight
+from streamproc.processor.outcomes import Outcome
 from tests.unit.processor.conftest import MakeHarness
 from tests.unit.processor.fakes import (
     DECISIONS,
@@ -27,6 +26,7 @@ from tests.unit.processor.fakes import (
     record,
     sample,
     settle,
+    source_of,
 )
 
 
@@ -88,7 +88,8 @@ async def test_offsets_are_committed_only_after_the_output_is_acknowledged(
 async def test_same_key_starts_in_offset_order_and_other_keys_overlap(
     make_harness: MakeHarness,
 ) -> None:
-    """Same-key events start in offset order after the previous ack; other keys overlap."""
+    """Same-key events start in offset order once the previous output is handed to the
+    producer; other keys overlap."""
     h = make_harness()
     holds = {o: h.executor.hold(f"p0-{o}") for o in range(4)}
     await h.start()
@@ -100,13 +101,30 @@ async def test_same_key_starts_in_offset_order_and_other_keys_overlap(
     holds[0].release()
     await asyncio.wait_for(holds[2].entered.wait(), 2)
     assert not h.executor.called("p0-3")  # B's first event is still running
-    assert h.timeline.index("ack", (0, 0)) < h.timeline.index("execute", "p0-2")
+    assert h.timeline.index("produce", (0, 0)) < h.timeline.index("execute", "p0-2")
     holds[1].release()
     holds[2].release()
     holds[3].release()
     await h.outputs(4)
-    assert h.timeline.index("ack", (0, 1)) < h.timeline.index("execute", "p0-3")
+    assert h.timeline.index("produce", (0, 1)) < h.timeline.index("execute", "p0-3")
     assert h.executor.max_running == 2
+
+
+async def test_a_key_moves_on_before_the_broker_acknowledges_and_keeps_its_order(
+    make_harness: MakeHarness,
+) -> None:
+    """The next event of a key does not wait for the previous output's acknowledgement (the
+    producer keeps their order), and the offsets are committed only once both are acked."""
+    h = make_harness()
+    ack = h.sink.hold(answering(0, 0))
+    await h.start()
+    h.source.feed(record(0, key="A"), record(1, key="A"))
+    await eventually(lambda: len(h.sink.attempted) == 2, "both outputs produced")
+    assert [source_of(out) for out in h.sink.attempted] == [(0, 0), (0, 1)]
+    await settle()
+    assert h.source.committed(TP0) is None
+    ack.release()
+    await eventually(lambda: h.source.committed(TP0) == 2, "the commit after both acks")
 
 
 async def test_unkeyed_events_keep_their_order_among_themselves(make_harness: MakeHarness) -> None:
@@ -139,7 +157,7 @@ async def test_partition_mode_runs_one_event_at_a_time_per_partition(
     await eventually(lambda: h.sink.answered(0, 1), "the second event of partition 0")
     other.release()
     await h.outputs(3)
-    assert h.timeline.index("ack", (0, 0)) < h.timeline.index("execute", "p0-1")
+    assert h.timeline.index("produce", (0, 0)) < h.timeline.index("execute", "p0-1")
 
 
 async def test_unordered_mode_runs_same_key_events_concurrently(make_harness: MakeHarness) -> None:
@@ -197,14 +215,15 @@ async def test_a_defect_in_decide_is_dead_lettered_instead_of_stalling(
     make_harness: MakeHarness,
 ) -> None:
     """An unexpected exception while deciding dead-letters that event; its key moves on."""
+    h = make_harness()
+    decided = h.processor.outcomes.decided
 
-    class Exploding(Decider):
-        async def decide(self, record: ConsumedRecord, event: TransactionEvent) -> Outcome:
-            if event.event_id == "p0-1":
-                raise ZeroDivisionError("a bug with password=hunter2 in its message")
-            return await super().decide(record, event)
+    def exploding(flight: Flight) -> Outcome:
+        if flight.event is not None and flight.event.event_id == "p0-1":
+            raise ZeroDivisionError("a bug with password=hunter2 in its message")
+        return decided(flight)
 
-    h = make_harness(decider_factory=lambda s, sc, m, c: Exploding(s, sc, m, clock=c))
+    h.processor.outcomes.decided = exploding  # type: ignore[method-assign]
     await h.start()
     h.source.feed(*(record(o, key="A") for o in range(3)))
     await h.outputs(3)
@@ -212,22 +231,25 @@ async def test_a_defect_in_decide_is_dead_lettered_instead_of_stalling(
     assert header(dead, "streamproc.error.stage") == "execute"
     assert header(dead, "streamproc.error.class") == "builtins.ZeroDivisionError"
     assert "hunter2" not in (header(dead, "streamproc.error.message") or "")
-    assert h.executor.event_ids() == ["p0-0", "p0-2"]
+    assert sorted(h.sink.by_source()) == [(0, 0), (0, 1), (0, 2)]
     await eventually(lambda: h.source.committed(TP0) == 3, "the commit past it")
 
 
 async def test_backpressure_pauses_at_the_limit_keeps_polling_and_resumes_at_half(
     make_harness: MakeHarness,
 ) -> None:
-    """At max_in_flight partitions pause while polling goes on; they resume at half."""
+    """At max_in_flight partitions pause and the consumer is given no room (it keeps polling
+    for the group's sake); they resume at half."""
     h = make_harness(make_settings(max_in_flight=4), assignment=(TP0, TP1))
     holds = {(p, o): h.executor.hold(f"p{p}-{o}") for p in (0, 1) for o in range(5)}
     await h.start()
     h.source.feed(*(record(o, partition=p, key=f"k{p}{o}") for p in (0, 1) for o in range(5)))
-    await eventually(lambda: h.processor.paused, "the pause")
+    await eventually(lambda: h.source.pauses != [], "the pause")
+    assert h.processor.paused
     assert h.processor.in_flight == 4
     assert [set(tps) for tps in h.source.pauses] == [{TP0, TP1}]
     assert sample(h.metrics, "streamproc_intake_paused") == 1
+    assert h.source.room == 0
     polls = h.source.polls
     await eventually(lambda: h.source.polls >= polls + 2, "polling while paused")
     assert h.processor.in_flight == 4

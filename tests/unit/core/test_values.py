@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamproc.controlroom.values import (
+from streamproc.core.values import (
     MAX_NESTING,
     BooleanValue,
     DateTimeValue,

@@ -1,0 +1,78 @@
+"""The arrival stage: an event whose turn has come (the head of its key's lane) is judged.
+
+In order, each a cheap, synchronous decision:
+
+1. **Expired?** Past its deadline, or too close to it for any execute: fallback
+   ``expired_on_arrival`` at once, without spending an execute.
+2. **Routed and mapped.** The routing rules pick its API Tasks; each task's request body is
+   built once now (a mapping error makes a dead letter, stage ``map``).
+3. **Admitted per allocation.** Each allocation takes its work to execute, or refuses it on
+   the spot: the circuit is open (``circuit_open``), or the event is predicted not to finish
+   in time (``infeasible``). When every task refused, the event is decided at once.
+
+What this returns is the event's outcome when it is already decided, else None: its works are
+running or queued, and the allocations report them as they finish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from streamproc.config import Settings
+from streamproc.controlroom.execute import encode_bot_input
+from streamproc.core.deadlines import classify_on_arrival, event_deadline
+from streamproc.core.mapping import TaskMappingSpec, map_bot_input
+from streamproc.errors import BadInputError
+from streamproc.processor.allocation import Allocation
+from streamproc.processor.flight import Flight, Work
+from streamproc.processor.outcomes import Outcome, Outcomes
+
+
+class Arrival:
+    def __init__(
+        self,
+        settings: Settings,
+        allocations: Mapping[str, Allocation],
+        outcomes: Outcomes,
+    ) -> None:
+        proc = settings.processing
+        self._sla_s = proc.decision_sla_ms / 1000
+        self._min_useful_s = proc.min_useful_ms / 1000
+        self._skew_s = proc.clock_skew_tolerance_ms / 1000
+        self._routing = settings.routing
+        self._mappings: dict[str, TaskMappingSpec] = {t.name: t.mapping for t in settings.api_tasks}
+        self._allocations = allocations
+        self._outcomes = outcomes
+
+    def begin(self, flight: Flight, now: float) -> Outcome | None:
+        """Judge ``flight`` now: its outcome when decided at once, else None (works admitted)."""
+        event = flight.event
+        assert event is not None
+        arrival = classify_on_arrival(
+            event, self._sla_s, now, self._min_useful_s, future_tolerance_s=self._skew_s
+        )
+        if arrival == "expired":
+            return self._outcomes.fallback(flight, "expired_on_arrival")
+        flight.deadline = event_deadline(
+            event, self._sla_s, now, future_tolerance_s=self._skew_s
+        ).at_epoch
+        route = self._routing.route(event)
+        flight.rule = route.rule
+        try:
+            works = tuple(
+                Work(flight, name, encode_bot_input(map_bot_input(event, self._mappings[name])))
+                for name in route.tasks
+            )
+        except BadInputError as exc:
+            return self._outcomes.dead_letter(flight.record, exc)
+        flight.works = works
+        flight.open = len(works)
+        for work in works:
+            reason = self._allocations[work.task].admit(work, now)
+            if reason is not None:
+                work.state = "failed"
+                work.failure = reason
+                flight.open -= 1
+        if flight.open == 0:
+            return self._outcomes.decided(flight)
+        return None
