@@ -377,6 +377,44 @@ class Reader:
             self.outputs.append(Output(raw.decode(), now, None, False, None, True))
 
 
+@dataclass
+class Sampler:
+    """Notes (outputs read, wall time, a process's CPU seconds) every ``interval_s``, in a
+    thread: rates and CPU per event are then taken between two of these samples."""
+
+    reader: Reader
+    pid: int
+    interval_s: float = 0.05
+    samples: list[tuple[int, float, float]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Sampler:
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                cpu = cpu_seconds(self.pid)
+            except OSError:
+                return  # the process is gone
+            self.samples.append((self.reader.count(), time.monotonic(), cpu))
+
+    def between(self, low: int, high: int) -> tuple[float, float, int]:
+        """(seconds, CPU seconds, outputs) from the first sample at ``low`` outputs or more to
+        the first at ``high`` or more."""
+        first = next(s for s in self.samples if s[0] >= low)
+        last = next(s for s in self.samples if s[0] >= high)
+        return last[1] - first[1], last[2] - first[2], last[0] - first[0]
+
+
 def quantile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
