@@ -63,14 +63,20 @@ def measure(
     start: Callable[[Topics], AbstractContextManager[int]],
     *,
     age_s: float = 0.0,
+    fallback: bool,
 ) -> tuple[float, float]:
-    """(CPU µs per output, outputs/s) of the consumer ``start`` runs over a fresh backlog."""
+    """(CPU µs per output, outputs/s) of the consumer ``start`` runs over a fresh backlog,
+    whose outputs must all be fallbacks (``fallback``) or all scored."""
     topics = Topics.fresh(partitions=6)
     finish(loadgen(topics.input, count=events))
     time.sleep(age_s)  # the backlog ages past its deadline: part of the set-up, not a wait
     with Reader(topics) as reader, start(topics) as pid, Sampler(reader, pid) as sampler:
         if not reader.wait_for(events, 300):
             raise RuntimeError(f"only {reader.count()} of {events} outputs")
+    wrong = sum(1 for o in reader.outputs if o.fallback != fallback or o.dead_letter)
+    if wrong:
+        kind = "scored" if fallback else "fallback or dead-lettered"
+        raise RuntimeError(f"{wrong} of {events} outputs were {kind}")
     seconds, cpu, outputs = sampler.between(events // 10, events * 9 // 10)
     return cpu / outputs * 1e6, outputs / seconds
 
@@ -96,9 +102,13 @@ def main(argv: list[str] | None = None) -> int:
                 yield proc.pid
 
         for round_ in range(1, args.rounds + 1):
-            scored, scored_rate = measure(args.events, lambda t: streamproc(t, 600_000))
-            shed, shed_rate = measure(args.events, lambda t: streamproc(t, 50), age_s=1.0)
-            base, base_rate = measure(args.events, naive_loop)
+            scored, scored_rate = measure(
+                args.events, lambda t: streamproc(t, 600_000), fallback=False
+            )
+            shed, shed_rate = measure(
+                args.events, lambda t: streamproc(t, 50), age_s=1.0, fallback=True
+            )
+            base, base_rate = measure(args.events, naive_loop, fallback=False)
             ratio = base / scored
             print(
                 f"round={round_} cpu_per_scored_us={scored:.0f}"

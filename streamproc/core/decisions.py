@@ -20,6 +20,7 @@ Dead letters are in :mod:`streamproc.core.deadletters`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,7 +109,7 @@ class FallbackPolicy(BaseModel):
         return decision
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceRef:
     """Where the input record was read: its topic, partition and offset."""
 
@@ -117,7 +118,7 @@ class SourceRef:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskReport:
     """What happened with one routed task: a verdict, or the reason there is none."""
 
@@ -143,14 +144,14 @@ class TaskReport:
         return {
             "status": self.status,
             "decision": verdict.decision if verdict else None,
-            "score": verdict.score if verdict else None,
+            "score": _number(verdict.score) if verdict else None,
             "reasons": list(verdict.reasons) if verdict else [],
             "attempts": self.attempts,
             "latency_ms": _ms(self.latency_ms),
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DecisionRecord:
     """The decision for one event, as published on the output topic."""
 
@@ -185,12 +186,12 @@ class DecisionRecord:
         return {
             "event_id": self.event_id,
             "decision": self.decision,
-            "score": self.score,
+            "score": _number(self.score),
             "reasons": list(self.reasons),
             "fallback": self.fallback,
             "fallback_reason": self.fallback_reason,
             "rule": self.rule,
-            "tasks": {t.task: t.to_dict() for t in self.tasks},
+            "tasks": {t.task: t.to_dict() for t in self.tasks} if self.tasks else {},
             "decided_at": self.decided_at,
             "latency_ms": _ms(self.latency_ms),
             "source": {
@@ -202,7 +203,7 @@ class DecisionRecord:
 
     def to_json(self) -> bytes:
         """The output record value; scores are written as exact JSON numbers."""
-        return orjson.dumps(self.to_dict(), default=_json_default)
+        return orjson.dumps(self.to_dict())
 
     def headers(self) -> list[tuple[str, bytes]]:
         """Output record headers: provenance a consumer can filter on without parsing JSON."""
@@ -324,8 +325,29 @@ def fallback_decision(
 
 
 def rfc3339_utc(epoch: float) -> str:
-    """Epoch seconds as RFC 3339 in UTC with milliseconds: ``2026-11-28T18:04:15.250Z``."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """Epoch seconds as RFC 3339 in UTC with milliseconds: ``2026-11-28T18:04:15.250Z``.
+
+    One is written per decision, and consecutive decisions mostly share their second: the
+    date and time of the last second seen is kept, so most calls only format milliseconds.
+    """
+    global _last_second  # noqa: PLW0603 - a one-entry cache, see above
+    # Split as datetime.fromtimestamp does: microseconds rounded, then cut to milliseconds.
+    frac, whole_f = math.modf(epoch)
+    micros = round(frac * 1_000_000)
+    whole = int(whole_f)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    millis = micros // 1000
+    second, prefix = _last_second
+    if whole != second:
+        prefix = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (whole, prefix)
+    return f"{prefix}.{millis:03d}Z"
+
+
+_last_second: tuple[int, str] = (-1, "")
 
 
 def _union(groups: Any) -> tuple[str, ...]:
@@ -337,8 +359,6 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        # A Fragment is written verbatim: the score's exact digits, as a JSON number.
-        return orjson.Fragment(format_decimal(value).encode())
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+def _number(value: Decimal | None) -> orjson.Fragment | None:
+    # A Fragment is written verbatim: the exact digits, as a JSON number.
+    return None if value is None else orjson.Fragment(format_decimal(value))

@@ -26,15 +26,16 @@ embeds them directly and a mistake is reported with its key path at start.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from operator import attrgetter
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
 
-from streamproc.core.events import TransactionEvent, check_path, parse_timestamp
+from streamproc.core.events import KNOWN_FIELDS, TransactionEvent, check_path, parse_timestamp
 from streamproc.core.values import (
     BooleanValue,
     BotValue,
@@ -42,6 +43,7 @@ from streamproc.core.values import (
     ListValue,
     NumberValue,
     StringValue,
+    dump_value,
     format_decimal,
     from_python,
 )
@@ -194,6 +196,56 @@ def map_bot_input(event: TransactionEvent, spec: TaskMappingSpec) -> dict[str, B
                 f"botInput {var.name} (from {var.source}): {exc}", field=var.source
             ) from None
     return bot_input
+
+
+WireValue: TypeAlias = dict[str, Any]
+_GENERAL: Final = object()
+
+
+def compile_bot_input(spec: TaskMappingSpec) -> Callable[[TransactionEvent], dict[str, WireValue]]:
+    """:func:`map_bot_input` then :func:`~streamproc.core.values.dump_value`, as one function.
+
+    Built once per API Task and called per event, it writes the wire objects directly for the
+    common shapes (text into STRING, a number into NUMBER, the event's own date-time into
+    DATETIME, from a known field without a transform) and hands every other variable to the
+    general path, so results and errors are the same (a property test holds them together).
+    """
+    plans: list[tuple[str, Any, InputVariableSpec, TaskMappingSpec]] = []
+    for var in spec.inputs:
+        alone = TaskMappingSpec(inputs=(var,), outputs=spec.outputs)
+        if var.source is None:
+            plans.append((var.name, dump_value(_convert(var.constant, var.type)), var, alone))
+        elif var.source in KNOWN_FIELDS and var.transform is None:
+            plans.append((var.name, attrgetter(var.source), var, alone))
+        else:
+            plans.append((var.name, _GENERAL, var, alone))
+
+    def wire(event: TransactionEvent) -> dict[str, WireValue]:
+        out: dict[str, WireValue] = {}
+        for name, how, var, alone in plans:
+            if type(how) is dict:
+                out[name] = how
+                continue
+            if how is not _GENERAL:
+                value = how(event)
+                kind = var.type
+                if type(value) is str and kind == "STRING":
+                    out[name] = {"type": "STRING", "string": value}
+                    continue
+                if type(value) is Decimal and kind == "NUMBER" and value.is_finite():
+                    out[name] = {"type": "NUMBER", "number": format_decimal(value)}
+                    continue
+                if type(value) is datetime and kind == "DATETIME" and value.tzinfo is not None:
+                    out[name] = {"type": "DATETIME", "string": value.isoformat()}
+                    continue
+                if value is None and var.default is None and not var.required:
+                    continue  # absent and optional: the API Task applies its own default
+            found = map_bot_input(event, alone)
+            if name in found:
+                out[name] = dump_value(found[name])
+        return out
+
+    return wire
 
 
 def read_task_output(outputs: Mapping[str, BotValue], spec: OutputSpec) -> TaskVerdict:

@@ -33,6 +33,8 @@ log = get_logger("kafka.consumer")
 # How long one consume() may wait for a first record: the longest a request from the loop
 # (a commit, a pause) waits for the thread.
 _WAIT_S = 0.05
+# How long to wait, with the processor full, for it to pause the partitions.
+_FULL_WAIT_S = 0.002
 
 
 class RebalanceListener(Protocol):
@@ -160,9 +162,17 @@ class KafkaSource:
                 self._run_requests()
                 if self._closing:
                     break
-                records = self._consume(max(1, min(self._batch, self.room)))
+                room = self.room
+                if room <= 0 and not self._all_paused():
+                    # Full: the processor is pausing the partitions; poll again once it has.
+                    time.sleep(_FULL_WAIT_S)
+                    continue
+                records = self._consume(max(1, min(self._batch, room)))
                 self.last_poll_monotonic = time.monotonic()
                 if records:
+                    # Counted down here too: the loop recomputes the room only once it has
+                    # taken the batch, and until then this thread must not overfill it.
+                    self.room -= len(records)
                     loop.call_soon_threadsafe(deliver, records)
         except BaseException as exc:
             log.error("consumer_failed", error=str(exc), error_class=type(exc).__name__)
@@ -170,6 +180,9 @@ class KafkaSource:
             self._close()
         finally:
             self._run_requests()  # whoever still waits gets an answer
+
+    def _all_paused(self) -> bool:
+        return set(_tps(self._consumer.assignment())) <= self._paused
 
     def _run_requests(self) -> None:
         while True:

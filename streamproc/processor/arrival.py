@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import orjson
+
 from streamproc.config import Settings
-from streamproc.controlroom.execute import encode_bot_input
-from streamproc.core.deadlines import classify_on_arrival, event_deadline
-from streamproc.core.mapping import TaskMappingSpec, map_bot_input
+from streamproc.core.deadlines import deadline_epoch
+from streamproc.core.mapping import compile_bot_input
 from streamproc.errors import BadInputError
 from streamproc.processor.allocation import Allocation
 from streamproc.processor.flight import Flight, Work
@@ -40,7 +41,7 @@ class Arrival:
         self._min_useful_s = proc.min_useful_ms / 1000
         self._skew_s = proc.clock_skew_tolerance_ms / 1000
         self._routing = settings.routing
-        self._mappings: dict[str, TaskMappingSpec] = {t.name: t.mapping for t in settings.api_tasks}
+        self._inputs = {t.name: compile_bot_input(t.mapping) for t in settings.api_tasks}
         self._allocations = allocations
         self._outcomes = outcomes
 
@@ -48,19 +49,15 @@ class Arrival:
         """Judge ``flight`` now: its outcome when decided at once, else None (works admitted)."""
         event = flight.event
         assert event is not None
-        arrival = classify_on_arrival(
-            event, self._sla_s, now, self._min_useful_s, future_tolerance_s=self._skew_s
-        )
-        if arrival == "expired":
+        deadline = deadline_epoch(event.occurred_at_epoch, self._sla_s, now, self._skew_s)
+        if deadline - now < self._min_useful_s or now >= deadline:
             return self._outcomes.fallback(flight, "expired_on_arrival")
-        flight.deadline = event_deadline(
-            event, self._sla_s, now, future_tolerance_s=self._skew_s
-        ).at_epoch
+        flight.deadline = deadline
         route = self._routing.route(event)
         flight.rule = route.rule
         try:
             works = tuple(
-                Work(flight, name, encode_bot_input(map_bot_input(event, self._mappings[name])))
+                Work(flight, name, orjson.dumps({"botInput": self._inputs[name](event)}))
                 for name in route.tasks
             )
         except BadInputError as exc:

@@ -314,6 +314,9 @@ class Processor:
         event of the lane, which may start now."""
         flight.settled = True
         flight.outcome = outcome
+        # The works are reported in the outcome now; dropping them breaks the flight <-> work
+        # cycle, so both are freed by reference counting, not by the cyclic collector.
+        flight.works = ()
         try:
             if self._overflow or not self.sink.produce(outcome.record, flight):
                 self._overflow.append(flight)  # the producer's queue is full: keep the order

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from streamproc.core.deadlines import Deadline, classify_on_arrival, event_deadline
+from streamproc.core.deadlines import (
+    Deadline,
+    classify_on_arrival,
+    deadline_epoch,
+    event_deadline,
+)
+from streamproc.core.decisions import rfc3339_utc
 from streamproc.core.events import TransactionEvent, decode_event
 
 EVENT = decode_event(b'{"event_id":"e","occurred_at":"2026-11-28T18:04:15Z","amount":1}')
@@ -75,3 +84,20 @@ def test_invalid_arguments_are_rejected(
     event: TransactionEvent = EVENT
     with pytest.raises(ValueError, match=why):
         classify_on_arrival(event, sla, T0, min_useful, future_tolerance_s=tolerance)
+
+
+@given(
+    st.floats(min_value=1e9, max_value=2e9),
+    st.floats(min_value=-100, max_value=100),
+    st.floats(min_value=0.01, max_value=600),
+    st.floats(min_value=0, max_value=10),
+)
+def test_the_hot_path_deadline_is_the_event_deadline(
+    now: float, ahead: float, sla: float, tolerance: float
+) -> None:
+    """deadline_epoch (no object) gives the moment event_deadline gives."""
+    event = decode_event(
+        orjson.dumps({"event_id": "e", "occurred_at": rfc3339_utc(now + ahead), "amount": 1})
+    )
+    expected = event_deadline(event, sla, now, future_tolerance_s=tolerance).at_epoch
+    assert deadline_epoch(event.occurred_at_epoch, sla, now, tolerance) == expected

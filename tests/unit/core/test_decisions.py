@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from streamproc.core.decisions import (
@@ -309,3 +312,10 @@ def test_latency_is_negative_under_clock_skew() -> None:
     record = fallback_decision(event(), "deadline", NOW - 1, policy=FallbackPolicy(), source=SOURCE)
     assert isinstance(record, DecisionRecord)
     assert record.latency_ms == pytest.approx(-750.0)
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_decided_at_is_written_as_datetime_writes_it(epoch: float) -> None:
+    """The cached formatting of decided_at agrees with datetime's, to the millisecond."""
+    expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    assert rfc3339_utc(epoch) == expected

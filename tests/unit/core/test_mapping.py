@@ -19,6 +19,7 @@ from streamproc.core.mapping import (
     OutputSpec,
     TaskMappingSpec,
     TaskVerdict,
+    compile_bot_input,
     map_bot_input,
     read_task_output,
 )
@@ -30,6 +31,7 @@ from streamproc.core.values import (
     NumberValue,
     StringValue,
     dump_bot_values,
+    dump_value,
     parse_bot_values,
 )
 from streamproc.errors import BadOutputError, MappingError
@@ -349,3 +351,76 @@ def test_default_mapping_of_any_valid_event_round_trips_on_the_wire(
     bot_input = map_bot_input(decode_event(raw.encode()), DEFAULT_FRAUD_MAPPING)
     assert bot_input["iNumAmount"] == NumberValue(amount)
     assert parse_bot_values(dump_bot_values(bot_input)) == bot_input
+
+
+def _var(name: str, kind: str, **fields: Any) -> InputVariableSpec:
+    return InputVariableSpec.model_validate({"name": name, "type": kind, **fields})
+
+
+# Variables of every shape: fast lanes (known field, no transform) and general ones.
+_COMPILE_SPECS = [
+    _var("iStrEventId", "STRING", source="event_id", required=True),
+    _var("iNumAmount", "NUMBER", source="amount", required=True),
+    _var("iStrAmount", "STRING", source="amount"),
+    _var("iDtOccurredAt", "DATETIME", source="occurred_at"),
+    _var("iStrOccurredAt", "STRING", source="occurred_at"),
+    _var("iStrCard", "STRING", source="card_id", required=True),
+    _var("iStrCountry", "STRING", source="country", default="ZZ"),
+    _var("iNumMcc", "NUMBER", source="merchant_category"),
+    _var("iStrChannel", "STRING", source="channel", transform="upper"),
+    _var("iBoolFlag", "BOOLEAN", source="extra.flag"),
+    _var("iLstItems", "LIST", source="extra.items"),
+    _var("iStrDevice", "STRING", source="extra.device.id"),
+    _var("iStrConst", "STRING", constant="v1"),
+    _var("iNumConst", "NUMBER", constant=2.5),
+]
+_MAYBE_TEXT = st.none() | st.sampled_from(["A1", "5814", "pos", "x y", "12.50", "Ω"])
+
+
+@st.composite
+def events(draw: st.DrawFn) -> TransactionEvent:
+    extra: dict[str, Any] = {}
+    if draw(st.booleans()):
+        extra["flag"] = draw(st.sampled_from([True, False, "true", "FALSE", "maybe", 1]))
+    if draw(st.booleans()):
+        extra["items"] = draw(st.sampled_from([[1, "a"], [], "not a list", [[1], {"k": 2}]]))
+    if draw(st.booleans()):
+        extra["device"] = draw(st.sampled_from([{"id": "d-1"}, {"id": 7}, {}, "x"]))
+    amount = draw(
+        st.decimals(min_value=-(10**6), max_value=10**6, places=2, allow_nan=False)
+        | st.sampled_from([Decimal("1E+3"), Decimal("1E-7"), Decimal("-0.00")])
+    )
+    moment = datetime(2026, 11, 28, 18, 4, 15, 250000, tzinfo=UTC)
+    return TransactionEvent(
+        event_id=draw(st.sampled_from(["e-1", "evt 2"])),
+        occurred_at=moment,
+        occurred_at_epoch=moment.timestamp(),
+        amount=amount,
+        currency=draw(st.none() | st.just("USD")),
+        card_id=draw(_MAYBE_TEXT),
+        country=draw(st.none() | st.just("US")),
+        merchant_category=draw(_MAYBE_TEXT),
+        channel=draw(_MAYBE_TEXT),
+        extra=extra,
+    )
+
+
+@given(events(), st.lists(st.sampled_from(_COMPILE_SPECS), min_size=1, max_size=6, unique=True))
+def test_the_compiled_mapping_writes_what_the_general_one_does(
+    event: TransactionEvent, specs: list[InputVariableSpec]
+) -> None:
+    """compile_bot_input gives the wire objects map_bot_input then dump_value give, and the
+    same error when the event cannot be mapped."""
+    spec = TaskMappingSpec(inputs=tuple(specs))
+    compiled = compile_bot_input(spec)
+    expected: dict[str, Any] | MappingError
+    try:
+        expected = {k: dump_value(v) for k, v in map_bot_input(event, spec).items()}
+    except MappingError as exc:
+        expected = exc
+    if isinstance(expected, MappingError):
+        with pytest.raises(MappingError) as info:
+            compiled(event)
+        assert (str(info.value), info.value.field) == (str(expected), expected.field)
+    else:
+        assert compiled(event) == expected
