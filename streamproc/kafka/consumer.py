@@ -76,7 +76,9 @@ class KafkaSource:
         self._topics = list(topics)
         self._listener = listener
         self._batch = batch_size
-        self.room = batch_size
+        self.room = batch_size  # set by the processor: how many more it can hold
+        self._handed = 0  # records handed to the loop (this thread writes it)
+        self._taken = 0  # records the loop has taken (the loop writes it)
         self.last_poll_monotonic = time.monotonic()
         self._requests: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._consumer: Any = None
@@ -162,7 +164,8 @@ class KafkaSource:
                 self._run_requests()
                 if self._closing:
                     break
-                room = self.room
+                # Batches on their way to the loop are not in the processor's count yet.
+                room = self.room - (self._handed - self._taken)
                 if room <= 0 and not self._all_paused():
                     # Full: the processor is pausing the partitions; poll again once it has.
                     time.sleep(_FULL_WAIT_S)
@@ -170,16 +173,18 @@ class KafkaSource:
                 records = self._consume(max(1, min(self._batch, room)))
                 self.last_poll_monotonic = time.monotonic()
                 if records:
-                    # Counted down here too: the loop recomputes the room only once it has
-                    # taken the batch, and until then this thread must not overfill it.
-                    self.room -= len(records)
-                    loop.call_soon_threadsafe(deliver, records)
+                    self._handed += len(records)
+                    loop.call_soon_threadsafe(self._take, deliver, records)
         except BaseException as exc:
             log.error("consumer_failed", error=str(exc), error_class=type(exc).__name__)
             loop.call_soon_threadsafe(fail, exc)
             self._close()
         finally:
             self._run_requests()  # whoever still waits gets an answer
+
+    def _take(self, deliver: Deliver, records: list[ConsumedRecord]) -> None:
+        self._taken += len(records)
+        deliver(records)
 
     def _all_paused(self) -> bool:
         return set(_tps(self._consumer.assignment())) <= self._paused

@@ -317,28 +317,34 @@ class Processor:
         # The works are reported in the outcome now; dropping them breaks the flight <-> work
         # cycle, so both are freed by reference counting, not by the cyclic collector.
         flight.works = ()
+        record = outcome.record
+        assert record is not None
         try:
-            if self._overflow or not self.sink.produce(outcome.record, flight):
+            if self._overflow or not self.sink.produce(record, flight):
                 self._overflow.append(flight)  # the producer's queue is full: keep the order
+            else:
+                outcome.record = None  # librdkafka has its own copy; free ours now
         except Exception as exc:  # a produce() that failed is as fatal as a failed delivery
             self._acknowledged(flight, exc)
             return None
         if not flight.gated:
             return None
-        record = flight.record
-        nxt = self._gate.finish(record.tp, record.key, record.offset)
+        consumed = flight.record
+        nxt = self._gate.finish(consumed.tp, consumed.key, consumed.offset)
         if not nxt:
             return None
-        part = self._partitions.get(record.tp)
+        part = self._partitions.get(consumed.tp)
         return part.flights.get(nxt[0]) if part is not None else None
 
     def _flush_overflow(self) -> None:
         overflow = self._overflow
         while overflow:
-            flight = overflow[0]
-            assert flight.outcome is not None
-            if not self.sink.produce(flight.outcome.record, flight):
+            outcome = overflow[0].outcome
+            assert outcome is not None
+            assert outcome.record is not None
+            if not self.sink.produce(outcome.record, overflow[0]):
                 return
+            outcome.record = None
             overflow.popleft()
 
     def _acknowledged(self, flight: Flight, error: BaseException | None) -> None:

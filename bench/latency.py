@@ -1,0 +1,114 @@
+"""Decision latency at half load: what the processor adds to the API Task's own latency.
+
+    python -m bench.latency [--seconds 30] [--runs 1]
+
+The API Task answers in a fixed 20 ms within an allocation of 8 (bound 400 events/s); the
+load generator offers half of that (200/s), and a downstream consumer notes when each
+decision arrives: decision age = arrival at the reader - the event's ``occurred_at``. In the
+same run, a bare client executes against the same emulator at the same concurrency, giving
+the execute's own p50 and p99 (HTTP round trip included). Prints the decision age p50/p99,
+the execute's, and their difference at p99 (bound: <= 15 ms); exits 1 when it is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+
+from bench.stack import (
+    ROOT,
+    Reader,
+    Topics,
+    emulator,
+    finish,
+    loadgen,
+    processor,
+    quantile,
+)
+from streamproc.app import make_execute_transport
+from streamproc.config import FRAUD_SCORE_PATH
+from streamproc.controlroom import ControlRoomClient, PasswordCredentials
+from streamproc.core.values import NumberValue, StringValue
+
+LIMIT, LATENCY_MS = 8, 20.0
+RATE = 0.5 * LIMIT / (LATENCY_MS / 1000)
+BOUND_MS = 15.0
+
+
+async def execute_latencies(url: str, rate: float, seconds: float) -> list[float]:
+    """Round-trip times of executes offered at ``rate`` per second, as the processor's are."""
+    credentials = PasswordCredentials("bot-developer", "bot-developer-password")
+    transport = make_execute_transport(max_connections=LIMIT)
+    samples: list[float] = []
+    async with ControlRoomClient(url, credentials) as client:
+        session = client.execution_session(FRAUD_SCORE_PATH, transport)
+        await session.refresh()
+        bot_input = {"iStrEventId": StringValue("e-1"), "iNumAmount": NumberValue(12)}  # type: ignore[arg-type]
+
+        async def one() -> None:
+            started = time.perf_counter()
+            await session.execute(bot_input, timeout_s=2.0)
+            samples.append(time.perf_counter() - started)
+
+        pending = set()
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            pending.add(asyncio.ensure_future(one()))
+        await asyncio.gather(*pending)
+        await session.aclose()
+    await transport.aclose()
+    return samples
+
+
+def run_once(seconds: float, cwd: Path) -> dict[str, float]:
+    topics = Topics.fresh(partitions=6)
+    with emulator(LIMIT, LATENCY_MS, cwd=cwd) as emu, Reader(topics) as reader:
+        executes = uvloop.run(execute_latencies(emu.url, RATE, min(seconds, 10.0)))
+        with processor(topics, emu.url, cwd=cwd):
+            produced = finish(loadgen(topics.input, rate=RATE, duration_s=seconds))
+            reader.wait_for(produced["sent"], 30)
+    start = produced["started_at"] + 2  # past the first connections
+    ages = [
+        o.received - o.occurred
+        for o in reader.outputs
+        if o.occurred is not None and o.occurred >= start and not o.fallback
+    ]
+    fallbacks = sum(1 for o in reader.outputs if o.fallback or o.dead_letter)
+    return {
+        "age_p50": quantile(ages, 0.5) * 1000,
+        "age_p99": quantile(ages, 0.99) * 1000,
+        "exec_p50": quantile(executes, 0.5) * 1000,
+        "exec_p99": quantile(executes, 0.99) * 1000,
+        "fallbacks": float(fallbacks),
+        "decisions": float(len(ages)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--cwd", type=Path, default=ROOT, help="checkout whose streamproc runs")
+    args = parser.parse_args(argv)
+    ok = True
+    for run in range(1, args.runs + 1):
+        r = run_once(args.seconds, args.cwd)
+        added = r["age_p99"] - r["exec_p99"]
+        print(
+            f"run={run} decisions={r['decisions']:.0f} fallbacks={r['fallbacks']:.0f}"
+            f" decision_age_p50_ms={r['age_p50']:.1f} p99_ms={r['age_p99']:.1f}"
+            f" execute_p50_ms={r['exec_p50']:.1f} p99_ms={r['exec_p99']:.1f}"
+            f" added_at_p99_ms={added:.1f} ratio={added / BOUND_MS:.2f} (bound <= 1)"
+        )
+        ok &= added <= BOUND_MS and r["fallbacks"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
