@@ -91,6 +91,9 @@ class KafkaSettings(_Section):
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     consume_batch_size: int = Field(500, ge=1, le=10_000)
     commit_interval_ms: int = Field(1_000, ge=50)
+    # The broker's offset.metadata.max.bytes: commit metadata (the offsets done beyond the
+    # committed position) longer than this is left out rather than have the commit refused.
+    offset_metadata_max_bytes: int = Field(4_096, ge=0, le=1_048_576)
     linger_ms: int = Field(5, ge=0, le=1_000)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

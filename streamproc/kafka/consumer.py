@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from streamproc.core.offsets import CommitPoint
 from streamproc.errors import KafkaConsumerError
 from streamproc.kafka.clientlogs import client_logger
 from streamproc.kafka.records import ConsumedRecord, TopicPartition, consumed_record
@@ -33,6 +34,8 @@ log = get_logger("kafka.consumer")
 # How long one consume() may wait for a first record: the longest a request from the loop
 # (a commit, a pause) waits for the thread.
 _WAIT_S = 0.05
+# Reading the committed offsets of newly assigned partitions, inside the assign callback.
+_COMMITTED_TIMEOUT_S = 10.0
 # How long to wait, with the processor full, for it to pause the partitions.
 _FULL_WAIT_S = 0.002
 
@@ -40,10 +43,18 @@ _FULL_WAIT_S = 0.002
 class RebalanceListener(Protocol):
     """Called on the consumer thread; implementations hop to the event loop themselves."""
 
-    def on_assigned(self, partitions: Sequence[TopicPartition]) -> None: ...
+    def on_assigned(
+        self,
+        partitions: Sequence[TopicPartition],
+        committed: Mapping[TopicPartition, CommitPoint] | None = None,
+    ) -> None:
+        """Take the partitions; ``committed`` is what the group last committed for them."""
+        ...
 
-    def on_revoked(self, partitions: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
-        """Drain the partitions; return the positions that are safe to commit."""
+    def on_revoked(
+        self, partitions: Sequence[TopicPartition]
+    ) -> Mapping[TopicPartition, CommitPoint]:
+        """Drain the partitions; return what is safe to commit."""
         ...
 
     def on_lost(self, partitions: Sequence[TopicPartition]) -> None: ...
@@ -100,11 +111,11 @@ class KafkaSource:
         self._thread.start()
         await started
 
-    async def commit(self, positions: Mapping[TopicPartition, int]) -> bool:
+    async def commit(self, points: Mapping[TopicPartition, CommitPoint]) -> bool:
         """Commit synchronously; False when the group rejected it (e.g. mid-rebalance)."""
-        if not positions:
+        if not points:
             return True
-        ok: bool = await self._call(self._commit_now, positions)
+        ok: bool = await self._call(self._commit_now, points)
         return ok
 
     async def pause(self, partitions: Sequence[TopicPartition]) -> None:
@@ -226,7 +237,7 @@ class KafkaSource:
         if not tps:
             return  # cooperative rebalances report "no change" as an empty assignment
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in tps])
-        self._listener.on_assigned(tps)
+        self._listener.on_assigned(tps, self._committed(consumer, partitions))
         # Newly assigned partitions start unpaused; keep backpressure consistent.
         if self._paused:
             consumer.pause(partitions)
@@ -247,14 +258,33 @@ class KafkaSource:
         self._listener.on_lost(tps)
         self._paused.difference_update(tps)
 
-    def _commit_now(self, positions: Mapping[TopicPartition, int]) -> bool:
-        if not positions or self._consumer is None:
+    def _committed(
+        self, consumer: Any, partitions: list[KafkaTopicPartition]
+    ) -> dict[TopicPartition, CommitPoint]:
+        """What the group last committed for ``partitions``, metadata included."""
+        try:
+            found = consumer.committed(partitions, timeout=_COMMITTED_TIMEOUT_S)
+        except KafkaException as exc:
+            # Without it the partitions start from the committed position alone: the events
+            # done beyond it are decided again, as they would be without metadata.
+            log.warning("committed_offsets_unreadable", error=str(exc))
+            return {}
+        return {
+            TopicPartition(tp.topic, tp.partition): CommitPoint(tp.offset, tp.metadata or "")
+            for tp in found
+            if tp.offset >= 0 and tp.error is None
+        }
+
+    def _commit_now(self, points: Mapping[TopicPartition, CommitPoint]) -> bool:
+        if not points or self._consumer is None:
             return True
         # A commit computed before a revoke can run after it: positions of partitions this
         # member no longer owns would move another member's progress back, so drop them.
         owned = set(_tps(self._consumer.assignment()))
         offsets = [
-            KafkaTopicPartition(t, p, off) for (t, p), off in positions.items() if (t, p) in owned
+            KafkaTopicPartition(t, p, point.offset, metadata=point.metadata)
+            for (t, p), point in points.items()
+            if (t, p) in owned
         ]
         if not offsets:
             return True

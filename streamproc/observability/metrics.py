@@ -242,6 +242,18 @@ class ProcessorMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.skipped = Tally(
+            "streamproc_events_skipped",
+            "Input records skipped as already decided: completed beyond a previous owner's "
+            "committed position, as its commit metadata says.",
+            registry=r,
+        )
+        self.commit_metadata_dropped = Tally(
+            "streamproc_commit_metadata_dropped",
+            "Commits whose completed-offsets metadata did not fit the broker's limit and "
+            "went without it (those events are redone after a crash).",
+            registry=r,
+        )
         self.commits = Tally(
             "streamproc_commits", "Offset commits, by outcome.", ["outcome"], registry=r
         )

@@ -42,7 +42,13 @@ from typing import Any, Protocol, TypeVar
 from streamproc.config import Settings
 from streamproc.core.decisions import FallbackReason
 from streamproc.core.events import decode_event
-from streamproc.core.offsets import PartitionOffsets, TopicPartition
+from streamproc.core.offsets import (
+    CommitPoint,
+    PartitionOffsets,
+    TopicPartition,
+    decode_completed,
+    encode_completed,
+)
 from streamproc.core.ordering import OrderingGate
 from streamproc.errors import BadInputError, KafkaDeliveryError, RetryableError
 from streamproc.kafka.records import ConsumedRecord, OutputRecord
@@ -69,7 +75,7 @@ class Source(Protocol):
         deliver: Callable[[list[ConsumedRecord]], None],
         fail: Callable[[BaseException], None],
     ) -> None: ...
-    async def commit(self, positions: Mapping[TopicPartition, int]) -> bool: ...
+    async def commit(self, points: Mapping[TopicPartition, CommitPoint]) -> bool: ...
     async def pause(self, partitions: Sequence[TopicPartition]) -> None: ...
     async def resume(self, partitions: Sequence[TopicPartition]) -> None: ...
     async def close(self) -> None: ...
@@ -82,16 +88,18 @@ class Sink(Protocol):
 
 
 class _Partition:
-    __slots__ = ("committed", "flights", "idle", "last_offset", "offsets", "revoking")
+    __slots__ = ("committed", "done", "flights", "idle", "last_offset", "offsets", "revoking")
 
-    def __init__(self) -> None:
+    def __init__(self, done: frozenset[int] = frozenset()) -> None:
         self.offsets = PartitionOffsets()
         self.flights: dict[int, Flight] = {}
         self.idle = asyncio.Event()
         self.idle.set()
         self.revoking = False
-        self.committed: int | None = None
+        self.committed: CommitPoint | None = None
         self.last_offset: int | None = None
+        # Offsets a previous owner completed beyond its commit: skipped, not decided again.
+        self.done = set(done)
 
 
 class Processor:
@@ -132,6 +140,8 @@ class Processor:
         self._overflow: deque[Flight] = deque()  # outputs the producer could not queue yet
         self._tick_handle: asyncio.TimerHandle | None = None
         self._consumed = metrics.consumed.children[()]
+        self._skipped = metrics.skipped.children[()]
+        self._metadata_dropped = metrics.commit_metadata_dropped.children[()]
         self.started = asyncio.Event()
         for allocation in self.allocations.values():
             allocation.finished = self._finished
@@ -227,6 +237,12 @@ class Processor:
                 continue
             admitted += 1
             part.last_offset = record.offset
+            if part.done and record.offset in part.done:
+                # Decided before a crash, beyond the commit: its output is already out.
+                part.done.discard(record.offset)
+                part.offsets.complete(record.offset)
+                self._skipped.inc()
+                continue
             part.idle.clear()
             flight = Flight(record)
             part.flights[record.offset] = flight
@@ -421,42 +437,61 @@ class Processor:
             await asyncio.sleep(interval)
             await self._commit()
 
-    def _positions(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        positions: dict[TopicPartition, int] = {}
+    def _positions(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, CommitPoint]:
+        """What to commit for ``tps``: each partition's position and, in its metadata, the
+        offsets completed above it; only where that changed since the last commit."""
+        points: dict[TopicPartition, CommitPoint] = {}
+        limit = self._kafka.offset_metadata_max_bytes
         for tp in tps:
             part = self._partitions.get(tp)
             if part is None:
                 continue
-            position = part.offsets.committable()
-            if position is not None and position != part.committed:
-                positions[tp] = position
-        return positions
+            found = part.offsets.commit_point()
+            if found is None:
+                continue
+            position, done = found
+            metadata = encode_completed(position, done)
+            if len(metadata) > limit:
+                # Too many scattered completions to name: the plain position is still safe,
+                # those events are redone after a crash.
+                self._metadata_dropped.inc()
+                metadata = ""
+            point = CommitPoint(position, metadata)
+            if point != part.committed:
+                points[tp] = point
+        return points
 
     async def _commit(self) -> None:
-        positions = self._positions(list(self._partitions))
-        if not positions:
+        points = self._positions(list(self._partitions))
+        if not points:
             return
-        ok = await self.source.commit(positions)
+        ok = await self.source.commit(points)
         self.metrics.commits.labels("ok" if ok else "failed").inc()
         if ok:
-            self._mark_committed(positions)
+            self._mark_committed(points)
 
-    def _mark_committed(self, positions: Mapping[TopicPartition, int]) -> None:
-        for tp, position in positions.items():
+    def _mark_committed(self, points: Mapping[TopicPartition, CommitPoint]) -> None:
+        for tp, point in points.items():
             part = self._partitions.get(tp)
             if part is None:
                 continue
-            part.committed = position
+            part.committed = point
             if part.last_offset is not None:
-                lag = part.last_offset + 1 - position
+                lag = part.last_offset + 1 - point.offset
                 self.metrics.commit_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     # -- rebalance (the consumer thread calls these; they run on the loop) --------------------
 
-    def on_assigned(self, partitions: Sequence[TopicPartition]) -> None:
-        self._on_loop(self._assign(partitions), timeout_s=30)
+    def on_assigned(
+        self,
+        partitions: Sequence[TopicPartition],
+        committed: Mapping[TopicPartition, CommitPoint] | None = None,
+    ) -> None:
+        self._on_loop(self._assign(partitions, committed or {}), timeout_s=30)
 
-    def on_revoked(self, partitions: Sequence[TopicPartition]) -> Mapping[TopicPartition, int]:
+    def on_revoked(
+        self, partitions: Sequence[TopicPartition]
+    ) -> Mapping[TopicPartition, CommitPoint]:
         result = self._on_loop(self._revoke(partitions), timeout_s=self._proc.drain_timeout_s + 5)
         return result or {}
 
@@ -476,9 +511,16 @@ class Processor:
             future.cancel()
             return None
 
-    async def _assign(self, partitions: Sequence[TopicPartition]) -> None:
+    async def _assign(
+        self, partitions: Sequence[TopicPartition], committed: Mapping[TopicPartition, CommitPoint]
+    ) -> None:
         for tp in partitions:
-            self._partitions[tp] = _Partition()
+            point = committed.get(tp)
+            done = decode_completed(point.offset, point.metadata) if point else frozenset()
+            if done:
+                log.info("completed_offsets_known", partition=tp.partition, count=len(done))
+            self._partitions[tp] = part = _Partition(done)
+            part.committed = point
         await self._assignment_changed()
 
     async def _assignment_changed(self) -> None:
@@ -489,7 +531,9 @@ class Processor:
             except Exception:  # a failed re-split keeps the previous shares; not fatal
                 log.exception("assignment_listener_failed")
 
-    async def _revoke(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    async def _revoke(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, CommitPoint]:
         owned = [tp for tp in partitions if tp in self._partitions]
         for tp in owned:
             part = self._partitions[tp]

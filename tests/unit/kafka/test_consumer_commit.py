@@ -6,6 +6,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from streamproc.core.offsets import CommitPoint
 from streamproc.kafka.consumer import KafkaSource
 from streamproc.kafka.records import TopicPartition
 
@@ -37,9 +38,10 @@ def test_a_commit_computed_before_a_revoke_skips_the_revoked_partition() -> None
     source = KafkaSource({}, ["t"], NoListener())
     consumer = RecordingConsumer(owned=[("t", 0)])
     source._consumer = consumer  # the adapter's own seam: no broker needed for this rule
-    assert source._commit_now({TopicPartition("t", 0): 10, TopicPartition("t", 1): 7})
+    points = {TopicPartition("t", 0): CommitPoint(10), TopicPartition("t", 1): CommitPoint(7)}
+    assert source._commit_now(points)
     assert consumer.commits == [[("t", 0, 10)]]
-    assert source._commit_now({TopicPartition("t", 1): 9})
+    assert source._commit_now({TopicPartition("t", 1): CommitPoint(9)})
     assert consumer.commits == [[("t", 0, 10)]]
 
 

@@ -34,6 +34,7 @@ import orjson
 from streamproc.config import ApiTaskSettings, KafkaSettings, ProcessingSettings, Settings
 from streamproc.core.circuit import CircuitBreaker
 from streamproc.core.decisions import rfc3339_utc
+from streamproc.core.offsets import CommitPoint
 from streamproc.core.ordering import OrderingMode
 from streamproc.core.retry import RetryPolicy
 from streamproc.core.routing import RoutingSpec
@@ -455,6 +456,8 @@ class FakeSource:
         self.pauses: list[list[TopicPartition]] = []
         self.resumes: list[list[TopicPartition]] = []
         self.commits: list[dict[TopicPartition, int]] = []  # every successful commit, in order
+        self.points: list[dict[TopicPartition, CommitPoint]] = []  # the same, with metadata
+        self.committed_before: dict[TopicPartition, CommitPoint] = {}  # read at assignment
         self.commit_results: deque[bool] = deque()  # scripted results; True once exhausted
         self.revoke_results: list[dict[TopicPartition, int]] = []
         self.callback_threads: set[int] = set()
@@ -484,17 +487,20 @@ class FakeSource:
         return max(positions) if positions else None
 
     async def assign(self, partitions: Sequence[TopicPartition]) -> None:
-        await asyncio.to_thread(self._callback, self.listener.on_assigned, partitions)
+        committed = {tp: p for tp, p in self.committed_before.items() if tp in partitions}
+        await asyncio.to_thread(
+            self._callback, lambda tps: self.listener.on_assigned(tps, committed), partitions
+        )
         self.assigned.extend(partitions)
 
     async def revoke(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """The rebalance callback: blocks (on its thread) until the processor has drained."""
-        positions = dict(
-            await asyncio.to_thread(self._callback, self.listener.on_revoked, partitions)
-        )
+        points = dict(await asyncio.to_thread(self._callback, self.listener.on_revoked, partitions))
+        positions = {tp: point.offset for tp, point in points.items()}
         self.revoke_results.append(positions)
         if positions:
             self.commits.append(positions)  # a real source commits them synchronously
+            self.points.append(points)
         self.assigned = [tp for tp in self.assigned if tp not in partitions]
         self.paused.difference_update(partitions)
         return positions
@@ -534,10 +540,11 @@ class FakeSource:
             await self.assign(self.initial)
         self._loop_task = asyncio.create_task(self._consume(), name="fake-consumer")
 
-    async def commit(self, positions: Mapping[TopicPartition, int]) -> bool:
+    async def commit(self, points: Mapping[TopicPartition, CommitPoint]) -> bool:
         ok = self.commit_results.popleft() if self.commit_results else True
         if ok:
-            self.commits.append(dict(positions))
+            self.commits.append({tp: point.offset for tp, point in points.items()})
+            self.points.append(dict(points))
         return ok
 
     async def pause(self, partitions: Sequence[TopicPartition]) -> None:

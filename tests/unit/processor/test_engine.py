@@ -8,6 +8,7 @@ import pytest
 import structlog
 
 from streamproc.core.mapping import InputVariableSpec, TaskMappingSpec
+from streamproc.core.offsets import CommitPoint, TopicPartition, decode_completed, encode_completed
 from streamproc.errors import BadRequestError, KafkaDeliveryError
 from streamproc.processor.flight import Flight
 from streamproc.processor.outcomes import Outcome
@@ -67,18 +68,25 @@ async def test_offsets_are_committed_only_after_the_output_is_acknowledged(
     h.source.feed(*(record(o, key=f"card-{o}") for o in range(6)))
     await eventually(lambda: len(h.sink.sent) == 4, "the unheld outputs")
 
+    def last_point(tp: TopicPartition) -> CommitPoint:
+        return [points[tp] for points in h.source.points if tp in points][-1]
+
     async def commit_round(offset: int) -> None:
         # A commit of partition 1 proves a commit round ran after everything above happened.
         h.source.feed(record(offset, partition=1, key="other"))
         await eventually(lambda: h.source.committed(TP1) == offset + 1, "a commit round")
 
     await commit_round(0)
-    assert h.source.highest_commit(TP0) is None  # offset 0 is done but not acknowledged
+    # Offset 0 is decided but not acknowledged: the position stays at 0, and the metadata
+    # names the acknowledged ones above it.
+    assert h.source.highest_commit(TP0) == 0
+    assert decode_completed(0, last_point(TP0).metadata) == {1, 3, 4, 5}
 
     first.release()
     await eventually(lambda: h.source.committed(TP0) == 2, "the prefix below offset 2")
     await commit_round(1)
     assert h.source.highest_commit(TP0) == 2  # 3, 4 and 5 are acknowledged, 2 is not
+    assert decode_completed(2, last_point(TP0).metadata) == {3, 4, 5}
 
     third.release()
     await eventually(lambda: h.source.committed(TP0) == 6, "everything")
@@ -375,3 +383,19 @@ async def test_a_stop_while_paused_does_not_resume_intake(make_harness: MakeHarn
     await h.stop()
     assert h.source.resumes == []
     assert h.processor.in_flight == 0
+
+
+async def test_offsets_done_beyond_a_previous_commit_are_skipped_not_decided_again(
+    make_harness: MakeHarness,
+) -> None:
+    """After a crash, the offsets the previous owner completed beyond its committed position
+    (named in the commit's metadata) get no second output and no execute; the rest are
+    decided, and the position moves past all of them."""
+    h = make_harness()
+    h.source.committed_before = {TP0: CommitPoint(3, encode_completed(3, [4, 6]))}
+    await h.start()
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(3, 8)))
+    await eventually(lambda: h.source.committed(TP0) == 8, "the commit past all five")
+    assert sorted(h.sink.by_source()) == [(0, 3), (0, 5), (0, 7)]
+    assert h.executor.event_ids() == ["p0-3", "p0-5", "p0-7"]
+    assert sample(h.metrics, "streamproc_events_skipped_total") == 2
