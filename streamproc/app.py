@@ -42,7 +42,7 @@ from streamproc.errors import (
 from streamproc.kafka.admin import describe_partitions, missing_topics
 from streamproc.kafka.consumer import KafkaSource
 from streamproc.kafka.producer import KafkaSink
-from streamproc.kafka.statistics import ConsumerLagGauge
+from streamproc.kafka.statistics import ConsumerStatistics
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.observability.server import HealthProbe, ObservabilityServer, build_app
@@ -320,7 +320,7 @@ async def run_processor(
         if splitter is not None:
             await splitter.prime()
         # The statistics first: kafka.consumer_overrides may set their interval.
-        consumer_config = ConsumerLagGauge(metrics.consumer_lag).client_config()
+        consumer_config = ConsumerStatistics(metrics.consumer_lag).client_config()
         consumer_config |= kafka.consumer_config()
         processor = Processor(
             settings,
