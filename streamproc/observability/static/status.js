@@ -68,6 +68,7 @@ function drawFlow(s) {
     if (flow[key].length > HISTORY) flow[key].shift();
   }
   const top = Math.max(1, ...flow.in, ...flow.out);
+  text("flow-top", n(top));
   for (const key of ["in", "out"]) {
     const points = flow[key].map((v, i) => {
       const x = (600 * (HISTORY - flow[key].length + i)) / (HISTORY - 1);
