@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install streamproc with its dev tools
 
-tools:  ## promtool (apt), kubeconform (go install) and KEDA's CRDs, for the deploy/ tests
+tools:  ## promtool and chromium (apt), kubeconform (go install) and KEDA's CRDs, for the tests
 	@scripts/tools.sh promtool >/dev/null
+	@scripts/tools.sh chromium >/dev/null || [ $$? -eq 3 ]  # 3: not installable here, said why
 	@scripts/tools.sh kubeconform >/dev/null
 	@scripts/tools.sh keda-crds >/dev/null
 

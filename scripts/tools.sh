@@ -7,9 +7,14 @@
 #                                  module proxy into .tools/bin
 #   scripts/tools.sh keda-crds     KEDA's CRDs, whose OpenAPI schemas validate ScaledObjects: the
 #                                  Go module github.com/kedacore/keda/v2, copied to .tools/
+#   scripts/tools.sh chromium      the headless browser the status page is tested in: Debian's
+#                                  `chromium` package (apt-get, needs root), unless a chromium is
+#                                  on PATH already
 #
 # Each prints the path of what it provides on stdout, and returns at once when it is there
 # already. The Kubernetes schemas themselves come from PyPI (kubernetes-validate, a dev extra).
+# Exit status 3 means the tool cannot be installed on this machine at all (no apt-get, or not
+# root): a test may say so and skip, where CI (root on Debian) never does.
 #
 # Environment (all optional):
 #   TOOLS_DIR   where kubeconform and the CRDs go (<repo>/.tools, git-ignored)
@@ -29,6 +34,10 @@ die() {
 	printf 'tools: error: %s\n' "$*" >&2
 	exit 1
 }
+unavailable() {
+	printf 'tools: cannot install here: %s\n' "$*" >&2
+	exit 3
+}
 
 # One install at a time: parallel test sessions may ask for the same tool.
 take_lock() {
@@ -42,7 +51,9 @@ require_go() {
 }
 
 apt_install() {
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+	# Another install on the machine (a parallel test session) may hold dpkg's lock a while.
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		-o DPkg::Lock::Timeout=600 "$@" >&2
 }
 
 cmd_promtool() {
@@ -108,6 +119,27 @@ cmd_keda_crds() {
 	printf '%s\n' "$target"
 }
 
+cmd_chromium() {
+	local found
+	if found=$(command -v chromium); then
+		printf '%s\n' "$found"
+		return 0
+	fi
+	take_lock
+	command -v apt-get >/dev/null || unavailable "Chromium is not on PATH and there is no \
+apt-get; install Chromium (the 'chromium' command) to run the status page's browser test."
+	((EUID == 0)) || unavailable "Chromium is not on PATH; install it with \
+'sudo apt-get install --no-install-recommends chromium'."
+	say "installing Debian's chromium package for the status page's browser test"
+	# The browser only: no recommended extras. Package lists that are missing or stale are
+	# refreshed once. Its .deb files stay in apt's cache for the next install.
+	if ! apt_install chromium; then
+		apt-get update -qq >&2 || die "apt-get update failed"
+		apt_install chromium || die "apt-get could not install the chromium package"
+	fi
+	command -v chromium || die "the chromium package is installed but chromium is not on PATH"
+}
+
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
 	exit 2
@@ -117,5 +149,6 @@ case ${1:-} in
 promtool) cmd_promtool ;;
 kubeconform) cmd_kubeconform ;;
 keda-crds) cmd_keda_crds ;;
+chromium) cmd_chromium ;;
 *) usage ;;
 esac

@@ -39,13 +39,21 @@ from streamproc.errors import (
     RetryableError,
     StartupError,
 )
-from streamproc.kafka.admin import describe_partitions, missing_topics
+from streamproc.kafka.admin import (
+    GroupDescription,
+    describe_group,
+    describe_partitions,
+    missing_topics,
+)
 from streamproc.kafka.consumer import KafkaSource
 from streamproc.kafka.producer import KafkaSink
-from streamproc.kafka.statistics import ConsumerLagGauge
+from streamproc.kafka.statistics import ConsumerStatistics
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
+from streamproc.observability.recent import RecentOutputs
 from streamproc.observability.server import HealthProbe, ObservabilityServer, build_app
+from streamproc.observability.status import Identity, StatusBoard
+from streamproc.observability.statuspage import StatusPage
 from streamproc.processor.allocation import Allocation
 from streamproc.processor.budget_share import BudgetSplitter
 from streamproc.processor.engine import Processor, Sink
@@ -266,8 +274,33 @@ def budget_splitter(
     return BudgetSplitter(budgets, limits, input_partitions, metrics)
 
 
+def status_page(
+    settings: Settings,
+    processor: Processor,
+    recent: RecentOutputs | None,
+    statistics: ConsumerStatistics,
+) -> StatusPage | None:
+    """The live status page; None when it is turned off."""
+    if recent is None:
+        return None
+    kafka = settings.kafka
+    identity = Identity.here(kafka.client_id, kafka.group_id, time.time())
+    board = StatusBoard(processor, recent, identity, group=lambda: statistics.group)
+
+    def member_lookup() -> GroupDescription:
+        return describe_group(
+            kafka.bootstrap_servers, kafka.group_id, client_config=kafka.common_config()
+        )
+
+    return StatusPage(board, member_lookup)
+
+
 async def start_server(
-    settings: Settings, processor: Processor, metrics: ProcessorMetrics, stack: AsyncExitStack
+    settings: Settings,
+    processor: Processor,
+    metrics: ProcessorMetrics,
+    stack: AsyncExitStack,
+    status: StatusPage | None = None,
 ) -> ObservabilityServer | None:
     obs = settings.observability
     if not obs.http_enabled:
@@ -280,7 +313,7 @@ async def start_server(
     # What /healthz decides, as metrics: alert rules see a stall the way the probe does.
     metrics.intake_stall.set(probe.stall_after_s)
     metrics.intake_idle.set_function(lambda: time.monotonic() - processor.last_poll_monotonic)
-    server = ObservabilityServer(build_app(metrics, probe), obs.http_host, obs.http_port)
+    server = ObservabilityServer(build_app(metrics, probe, status), obs.http_host, obs.http_port)
     await server.start()
     stack.push_async_callback(server.stop)
     log.info("observability_listening", host=obs.http_host, port=server.port)
@@ -320,8 +353,10 @@ async def run_processor(
         if splitter is not None:
             await splitter.prime()
         # The statistics first: kafka.consumer_overrides may set their interval.
-        consumer_config = ConsumerLagGauge(metrics.consumer_lag).client_config()
-        consumer_config |= kafka.consumer_config()
+        statistics = ConsumerStatistics(metrics.consumer_lag)
+        consumer_config = statistics.client_config() | kafka.consumer_config()
+        obs = settings.observability
+        recent = RecentOutputs() if obs.http_enabled and obs.status_page else None
         processor = Processor(
             settings,
             lambda p: KafkaSource(
@@ -331,10 +366,12 @@ async def run_processor(
             by_task,
             metrics,
             on_assignment=splitter,
+            on_output=recent,
         )
         stack.push_async_callback(sinks[0].close)
         await sinks[0].warm_up([kafka.decisions_topic, kafka.dead_letter_topic])
-        server = await start_server(settings, processor, metrics, stack)
+        status = status_page(settings, processor, recent, statistics)
+        server = await start_server(settings, processor, metrics, stack, status)
         interval = settings.observability.progress_interval_s
         if interval > 0:
             reporter = asyncio.create_task(report_progress(metrics, by_task, interval))

@@ -281,6 +281,9 @@ class ObservabilitySettings(_Section):
     http_enabled: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = Field(9108, ge=0, le=65_535)
+    # The live status page at / on the same port: event ids, verdicts and dead-letter reasons
+    # of the last outputs, no secrets; false serves only /metrics, /healthz and /readyz.
+    status_page: bool = True
     # A "progress" log line with totals and rates this often; 0 turns it off.
     progress_interval_s: float = Field(30.0, ge=0)
 

@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.secure_kafka",
     "tests.fixtures.tls",
+    "tests.fixtures.chromium",  # after kafka, whose REPO_ROOT it imports
 ]

@@ -302,11 +302,11 @@ class Demo:
         if started in done:
             running = started.result()
             if running.server is not None:
-                host = self.settings.observability.http_host
-                self._write(
-                    f"  metrics       http://{host}:{running.server.port}/metrics"
-                    + self._metrics_note
-                )
+                obs = self.settings.observability
+                base = f"http://{obs.http_host}:{running.server.port}"
+                if obs.status_page:
+                    self._write(f"  status page   {base}/ (live, in a browser)")
+                self._write(f"  metrics       {base}/metrics" + self._metrics_note)
             return running
         if processor in done:
             try:

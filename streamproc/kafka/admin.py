@@ -1,4 +1,5 @@
-"""Topic administration at start: create missing topics, find missing ones, count partitions.
+"""Topic administration at start (create missing topics, find missing ones, count partitions),
+and the consumer group's members as its coordinator sees them.
 
 This is the one boundary between confluent-kafka's AdminClient and the error tree: every
 failure leaves here as :class:`~streamproc.errors.KafkaAdminError`, chained with ``from exc``.
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 from streamproc.errors import ConfigError, KafkaAdminError
 from streamproc.kafka.clientlogs import client_logger
+from streamproc.kafka.records import TopicPartition
 
 _POLL_INTERVAL_S = 0.05
 
@@ -163,6 +165,56 @@ def describe_partitions(
             retriable=bool(meta.error.retriable()),
         )
     return len(meta.partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    member_id: str
+    client_id: str
+    host: str  # the member's address as the coordinator sees it
+    assignment: frozenset[TopicPartition]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    group: str
+    state: str  # "stable", "preparing_rebalance", "empty", ...
+    members: tuple[GroupMember, ...]
+
+
+def describe_group(
+    bootstrap: str,
+    group: str,
+    *,
+    timeout_s: float = 5.0,
+    client_config: Mapping[str, Any] | None = None,
+) -> GroupDescription:
+    """The members of consumer group ``group`` and their assignments; raises KafkaAdminError."""
+    admin = _admin(bootstrap, client_config)
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=timeout_s)[
+            group
+        ].result(timeout=timeout_s + 1)
+    except KafkaException as exc:
+        raise _admin_error(exc, f"cannot describe consumer group {group!r}") from exc
+    except TimeoutError as exc:
+        raise KafkaAdminError(
+            f"no answer from {bootstrap} within {timeout_s:g} s", retriable=True
+        ) from exc
+    state = getattr(description.state, "name", str(description.state))
+    members = tuple(
+        GroupMember(
+            member_id=member.member_id,
+            client_id=member.client_id,
+            host=member.host,
+            assignment=frozenset(
+                TopicPartition(tp.topic, tp.partition)
+                for tp in (member.assignment.topic_partitions if member.assignment else ())
+            ),
+        )
+        for member in description.members
+    )
+    return GroupDescription(group, state.lower(), members)
 
 
 def _as_spec(value: TopicSpec | int) -> TopicSpec:

@@ -1,4 +1,4 @@
-"""Consumer lag from librdkafka's statistics: the records of each partition not yet consumed.
+"""What librdkafka's statistics say about the consumer: its lag, and its group.
 
 librdkafka sends a JSON document every ``statistics.interval.ms`` to ``stats_cb``, on the
 thread that serves the consumer (inside ``consume()``), so reading it costs one parse per
@@ -10,11 +10,18 @@ the consumer reads committed records only, or else the high watermark).
 The lag of a partition paused for backpressure is a lower bound: librdkafka stops fetching
 it, so its end is the one last fetched. Records consumed but not yet committed are the commit
 lag (``streamproc_commit_lag``), not this.
+
+The same document's ``cgrp`` object says how this member stands in its consumer group: the
+group handler's state, the join state (``steady`` between rebalances), and how many rebalances
+it has been through, when the last one was and why. librdkafka reports no generation id or
+member id there; the rebalance count is what moves when the generation does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -51,6 +58,41 @@ def consumer_lag(stats: Mapping[str, Any]) -> dict[TopicPartition, int]:
     return lags
 
 
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """This member's view of its consumer group, from one statistics document."""
+
+    state: str  # the group handler's state: "up" once the coordinator is known
+    join_state: str  # "steady" between rebalances
+    rebalances: int  # rebalances this member has been through
+    rebalance_age_s: float | None  # since the last one; None before the first
+    rebalance_reason: str
+    assigned: int  # partitions assigned to this member
+    received_monotonic: float  # when the document arrived
+
+
+def group_state(stats: Mapping[str, Any], received_monotonic: float) -> GroupState | None:
+    """The ``cgrp`` object of a consumer's statistics; None when there is none (a producer)."""
+    cgrp = stats.get("cgrp")
+    if not isinstance(cgrp, Mapping):
+        return None
+    rebalances = _count(cgrp.get("rebalance_cnt"))
+    age_ms = _count(cgrp.get("rebalance_age"))
+    return GroupState(
+        state=str(cgrp.get("state", "")),
+        join_state=str(cgrp.get("join_state", "")),
+        rebalances=rebalances,
+        rebalance_age_s=age_ms / 1000 if rebalances else None,
+        rebalance_reason=str(cgrp.get("rebalance_reason", "")),
+        assigned=_count(cgrp.get("assignment_size")),
+        received_monotonic=received_monotonic,
+    )
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
 def _first_known(partition: Mapping[str, Any], *names: str) -> int | None:
     # librdkafka writes -1001 (OFFSET_INVALID) for an offset it does not know yet.
     for name in names:
@@ -60,17 +102,27 @@ def _first_known(partition: Mapping[str, Any], *names: str) -> int | None:
     return None
 
 
-class ConsumerLagGauge:
-    """Keeps a ``[topic, partition]`` gauge equal to the last statistics document.
+class ConsumerStatistics:
+    """Takes the consumer's statistics: a ``[topic, partition]`` lag gauge equal to the last
+    document, and :attr:`group`, the last group state.
 
     A partition that is no longer assigned leaves the gauge, so a revoked partition's last lag
     does not stay on the dashboard as if it were still this member's.
     """
 
-    def __init__(self, gauge: Gauge, interval_ms: int = STATISTICS_INTERVAL_MS) -> None:
+    def __init__(
+        self,
+        gauge: Gauge,
+        interval_ms: int = STATISTICS_INTERVAL_MS,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._gauge = gauge
         self._interval_ms = interval_ms
+        self._monotonic = monotonic
         self._shown: set[TopicPartition] = set()
+        # Replaced whole by the consumer thread; readers on the loop see one document's state.
+        self.group: GroupState | None = None
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka settings that make the consumer report its statistics here."""
@@ -82,7 +134,10 @@ class ConsumerLagGauge:
         except orjson.JSONDecodeError as exc:
             log.warning("statistics_unreadable", error=str(exc))
             return
-        lags = consumer_lag(stats) if isinstance(stats, Mapping) else {}
+        if not isinstance(stats, Mapping):
+            stats = {}
+        self.group = group_state(stats, self._monotonic()) or self.group
+        lags = consumer_lag(stats)
         for topic, partition in self._shown - lags.keys():
             self._gauge.remove(topic, str(partition))
         for (topic, partition), lag in lags.items():

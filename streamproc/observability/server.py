@@ -1,4 +1,5 @@
-"""The processor's HTTP side door: ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
+"""The processor's HTTP side door: ``/metrics`` (Prometheus), ``/healthz``, ``/readyz``, and
+the live status page at ``/`` (:mod:`.statuspage`).
 
 ``/healthz`` answers 503 when the intake loop has not polled Kafka for half of
 ``max.poll.interval.ms``: past that the group will evict this member, so an orchestrator should
@@ -16,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from streamproc.observability.metrics import ProcessorMetrics
+from streamproc.observability.statuspage import StatusPage, add_status_routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +33,11 @@ def _json(status: int, body: dict[str, object]) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-def build_app(metrics: ProcessorMetrics, probe: HealthProbe) -> web.Application:
+def build_app(
+    metrics: ProcessorMetrics,
+    probe: HealthProbe,
+    status: StatusPage | None = None,
+) -> web.Application:
     async def metrics_handler(_request: web.Request) -> web.Response:
         return web.Response(
             body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
@@ -52,6 +58,8 @@ def build_app(metrics: ProcessorMetrics, probe: HealthProbe) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if status is not None:
+        add_status_routes(app, status)
     return app
 
 

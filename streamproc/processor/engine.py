@@ -114,6 +114,7 @@ class Processor:
         metrics: ProcessorMetrics,
         *,
         on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
+        on_output: Callable[[Flight], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -124,6 +125,8 @@ class Processor:
         self.arrival = Arrival(settings, self.allocations, self.outcomes)
         self._counts = OutcomeCounts(metrics)
         self._on_assignment = on_assignment
+        # Sees each acknowledged output (the status page's recent list); None costs nothing.
+        self._on_output = on_output
         self._kafka = settings.kafka
         self._proc = settings.processing
         self._gate = OrderingGate(self._proc.ordering)
@@ -376,6 +379,8 @@ class Processor:
             return
         assert flight.outcome is not None
         self._counts.count(flight.outcome, self.clock())
+        if self._on_output is not None:
+            self._on_output(flight)
         record = flight.record
         part = self._partitions.get(record.tp)
         if part is None or part.flights.get(record.offset) is not flight:

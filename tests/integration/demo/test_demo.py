@@ -90,6 +90,8 @@ def test_demo_decides_every_event_exactly_once(demo_env: dict[str, str], tmp_pat
     assert (counts["missing"], counts["duplicates"]) == (0, 0), output
     assert "result        OK: every produced event came out exactly once" in result.stdout
     assert "malformed records at their expected stage" in result.stdout
+    # The header points a browser at the live status page.
+    assert re.search(r"^  status page   http://127\.0\.0\.1:\d+/ ", result.stdout, re.MULTILINE)
     # Without a terminal the view is plain lines: no cursor movement in a log.
     assert "\x1b[" not in result.stdout
     # The processor's logs went to the log file, not into the view.

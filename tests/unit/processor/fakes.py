@@ -649,6 +649,7 @@ def build(
     clock: FakeClock | None = None,
     circuit: CircuitBreaker | None = None,
     on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
+    on_output: Callable[[Flight], None] | None = None,
 ) -> Harness:
     """A processor with fake source, sink and executors; one executor per API Task."""
     settings = settings or make_settings()
@@ -683,6 +684,7 @@ def build(
         allocations,
         metrics,
         on_assignment=on_assignment,
+        on_output=on_output,
         clock=clock,
     )
     return Harness(settings, clock, timeline, metrics, executors, allocations, processor)
