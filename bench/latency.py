@@ -16,7 +16,9 @@ import argparse
 import asyncio
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -66,7 +68,7 @@ async def execute_latencies(url: str, rate: float, seconds: float) -> list[float
     return samples
 
 
-def run_once(seconds: float, cwd: Path) -> dict[str, float]:
+def run_once(seconds: float, cwd: Path) -> dict[str, Any]:
     topics = Topics.fresh(partitions=6)
     with emulator(LIMIT, LATENCY_MS, cwd=cwd) as emu, Reader(topics) as reader:
         executes = uvloop.run(execute_latencies(emu.url, RATE, min(seconds, 10.0)))
@@ -80,6 +82,7 @@ def run_once(seconds: float, cwd: Path) -> dict[str, float]:
         if o.occurred is not None and o.occurred >= start and not o.fallback
     ]
     fallbacks = sum(1 for o in reader.outputs if o.fallback or o.dead_letter)
+    reasons = Counter(o.reason for o in reader.outputs if o.fallback)
     return {
         "age_p50": quantile(ages, 0.5) * 1000,
         "age_p99": quantile(ages, 0.99) * 1000,
@@ -87,6 +90,7 @@ def run_once(seconds: float, cwd: Path) -> dict[str, float]:
         "exec_p99": quantile(executes, 0.99) * 1000,
         "fallbacks": float(fallbacks),
         "decisions": float(len(ages)),
+        "reasons": dict(reasons),
     }
 
 
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             f" decision_age_p50_ms={r['age_p50']:.1f} p99_ms={r['age_p99']:.1f}"
             f" execute_p50_ms={r['exec_p50']:.1f} p99_ms={r['exec_p99']:.1f}"
             f" added_at_p99_ms={added:.1f} ratio={added / BOUND_MS:.2f} (bound <= 1)"
+            f" fallback_reasons={r['reasons']}"
         )
         ok &= added <= BOUND_MS and r["fallbacks"] == 0
     return 0 if ok else 1

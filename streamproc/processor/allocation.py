@@ -54,6 +54,7 @@ log = get_logger("processor.allocation")
 
 # Failures that say the endpoint is unavailable, as opposed to busy (429) or refusing one event.
 _UNAVAILABLE = (ServerError, EndpointConnectionError, EndpointTimeoutError)
+_EXPORTED_OUTCOMES = ("ok", "AuthError", "PermissionDeniedError", "ServerError")
 # When the service-time estimate has refused every event this long, let one through anyway.
 PROBE_AFTER_S = 1.0
 
@@ -129,6 +130,9 @@ class Allocation:
         self._latency = metrics.execute_latency.labels(self.name)
         self._late = metrics.late_results.labels(self.name)
         self._metrics = metrics
+        # Exported from the start: alerts on refused credentials watch these.
+        for outcome in _EXPORTED_OUTCOMES:
+            self._count_child(outcome)
 
     @property
     def limit(self) -> int:
@@ -345,11 +349,14 @@ class Allocation:
               http_status=error.status)  # fmt: skip
 
     def _count(self, outcome: str, elapsed: float) -> None:
+        self._count_child(outcome).inc()
+        self._latency.observe(elapsed)
+
+    def _count_child(self, outcome: str) -> Count:
         child = self._attempts.get(outcome)
         if child is None:
             child = self._attempts[outcome] = self._metrics.attempts.labels(self.name, outcome)
-        child.inc()
-        self._latency.observe(elapsed)
+        return child
 
     # -- shutdown -----------------------------------------------------------------------------
 

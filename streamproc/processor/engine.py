@@ -336,13 +336,9 @@ class Processor:
         # The works are reported in the outcome now; dropping them breaks the flight <-> work
         # cycle, so both are freed by reference counting, not by the cyclic collector.
         flight.works = ()
-        record = outcome.record
-        assert record is not None
         try:
-            if self._overflow or not self.sink.produce(record, flight):
+            if self._overflow or not self.sink.produce(outcome.record, flight):
                 self._overflow.append(flight)  # the producer's queue is full: keep the order
-            else:
-                outcome.record = None  # librdkafka has its own copy; free ours now
         except Exception as exc:  # a produce() that failed is as fatal as a failed delivery
             self._acknowledged(flight, exc)
             return None
@@ -360,10 +356,8 @@ class Processor:
         while overflow:
             outcome = overflow[0].outcome
             assert outcome is not None
-            assert outcome.record is not None
             if not self.sink.produce(outcome.record, overflow[0]):
                 return
-            outcome.record = None
             overflow.popleft()
 
     def _acknowledged(self, flight: Flight, error: BaseException | None) -> None:

@@ -51,7 +51,7 @@ class Outcome:
         fallback_reason: FallbackReason | None = None,
         occurred_at_epoch: float | None = None,
     ) -> None:
-        self.record: OutputRecord | None = record  # None once the producer has it
+        self.record = record
         self.kind = kind
         self.label = label  # the decision (APPROVE, REVIEW, DECLINE) or the dead letter's stage
         self.fallback_reason = fallback_reason
