@@ -346,7 +346,9 @@ async def run_processor(
         sinks: list[KafkaSink[Flight]] = []
 
         def sink(on_delivery: Callable[[Flight, KafkaDeliveryError | None], None]) -> Sink:
-            sinks.append(KafkaSink(kafka.producer_config(), on_delivery))
+            transactional = settings.processing.delivery == "exactly_once"
+            config = kafka.producer_config(transactional=transactional)
+            sinks.append(KafkaSink(config, on_delivery))
             return sinks[-1]
 
         splitter = budget_splitter(settings, by_task, limits, metrics)

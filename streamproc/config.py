@@ -18,6 +18,7 @@ concurrency budget) drives every layer that depends on it.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -69,7 +70,9 @@ _MANAGED_PROPERTIES = {
     "consumer_overrides": frozenset(
         {"enable.auto.commit", "auto.commit.enable", "enable.auto.offset.store"}
     ),
-    "producer_overrides": frozenset({"enable.idempotence", "acks", "request.required.acks"}),
+    "producer_overrides": frozenset(
+        {"enable.idempotence", "acks", "request.required.acks", "transactional.id"}
+    ),
 }
 FRAUD_SCORE_PATH = "Automation Anywhere\\Bots\\Fraud Score API Task"
 
@@ -83,6 +86,12 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id: str = "streamproc"
     client_id: str = "streamproc"
+    # Exactly-once only. Stable across restarts of one replica, so that a restart fences the
+    # transaction its crashed predecessor left open instead of waiting for it to time out;
+    # distinct per replica. Default: streamproc-<group_id>-<hostname>-<client_id>.
+    transactional_id: str | None = Field(None, min_length=1, max_length=255)
+    # Exactly-once only: how long the broker keeps an open transaction of a dead producer.
+    transaction_timeout_ms: int = Field(30_000, ge=1_000, le=900_000)
     input_topic: str = "transactions"
     decisions_topic: str = "decisions"
     dead_letter_topic: str = "transactions.dlq"
@@ -162,14 +171,20 @@ class KafkaSettings(_Section):
         }
         return conf | dict(self.consumer_overrides)
 
-    def producer_config(self) -> dict[str, Any]:
-        """Idempotent producer, acks from all in-sync replicas: an ack means durable."""
+    def producer_config(self, *, transactional: bool = False) -> dict[str, Any]:
+        """Idempotent producer, acks from all in-sync replicas: an ack means durable. With
+        ``transactional``, outputs and input offsets are committed together (exactly once)."""
         conf = self.common_config() | {
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": self.linger_ms,
             "compression.type": "lz4",
         }
+        if transactional:
+            conf["transactional.id"] = self.transactional_id or (
+                f"streamproc-{self.group_id}-{socket.gethostname()}-{self.client_id}"
+            )
+            conf["transaction.timeout.ms"] = self.transaction_timeout_ms
         return conf | dict(self.producer_overrides)
 
 
@@ -269,6 +284,11 @@ class ProcessingSettings(_Section):
     # input partitions they own, so together they stay within it. "none": every replica
     # uses the whole budget (only right when each replica has an allocation of its own).
     budget_split: Literal["by_assignment", "none"] = "by_assignment"
+    # "at_least_once": outputs are acknowledged, then offsets committed; a crash may repeat
+    # an output. "exactly_once": outputs and offsets are committed in one Kafka transaction
+    # every transaction_interval_ms; read_committed consumers see each decision once.
+    delivery: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    transaction_interval_ms: int = Field(100, ge=10, le=60_000)
     retry: RetryPolicy = RetryPolicy()
     fallback: FallbackPolicy = FallbackPolicy()
     circuit_breaker: CircuitPolicy = CircuitPolicy()

@@ -22,6 +22,7 @@
     │       ├── EndpointConnectionError     connect, reset, protocol errors
     │       └── EndpointTimeoutError        no answer in time
     ├── KafkaDeliveryError              the broker refused or lost an output record
+    ├── KafkaTransactionError           a transaction call failed: retry, abort, or renew
     ├── KafkaConsumerError              the consumer cannot go on (fatal librdkafka error)
     └── KafkaAdminError                 creating or inspecting a topic failed: fail at start
 
@@ -212,6 +213,29 @@ class KafkaDeliveryError(StreamprocError):
         self.topic = topic
         self.retriable = retriable
         super().__init__(f"delivery to {topic!r} failed: {message}")
+
+
+class KafkaTransactionError(StreamprocError):
+    """A Kafka transaction call failed (exactly-once delivery).
+
+    ``retriable``: call it again; ``abortable``: abort the transaction and redo its work;
+    ``fatal``: the producer is unusable (e.g. fenced by a newer one): replace it, then redo.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        retriable: bool = False,
+        abortable: bool = False,
+        fatal: bool = False,
+    ) -> None:
+        self.operation = operation
+        self.retriable = retriable
+        self.abortable = abortable
+        self.fatal = fatal
+        super().__init__(f"{operation} failed: {message}")
 
 
 class KafkaConsumerError(StreamprocError):

@@ -32,6 +32,7 @@ class OrderingGate:
     that holds its lane, and ``finish`` of that event releases it. ``drop_partition`` is for
     revokes: it forgets the partition's queued events and returns their offsets (they never
     started); events of that partition still running may ``finish`` later and are ignored.
+    ``reset_partition`` forgets a partition whose running events will never finish.
     Await those before submitting the same offsets again after a re-assignment: an old
     finish for an offset that is running anew cannot be told apart from the new one's.
     """
@@ -120,6 +121,14 @@ class OrderingGate:
         self._queued -= len(dropped)
         dropped.sort()
         return dropped
+
+    def reset_partition(self, partition: Hashable) -> None:
+        """Forget a partition whose events will never finish (lost, or rewound to redo them):
+        its lanes, queued and running alike, and what it left behind."""
+        lanes = self._lanes.pop(partition, {})
+        self._running -= len(lanes)
+        self._queued -= sum(len(lane) - 1 for lane in lanes.values())
+        self._orphans.pop(partition, None)
 
     def _lane(self, key: Hashable, offset: int) -> Hashable:
         if self._mode == "key":

@@ -34,6 +34,8 @@ log = get_logger("kafka.consumer")
 # How long one consume() may wait for a first record: the longest a request from the loop
 # (a commit, a pause) waits for the thread.
 _WAIT_S = 0.05
+# How often the consumer group's metadata is read again, besides at every rebalance.
+_GROUP_METADATA_REFRESH_S = 1.0
 # Reading the committed offsets of newly assigned partitions, inside the assign callback.
 _COMMITTED_TIMEOUT_S = 10.0
 # How long to wait, with the processor full, for it to pause the partitions.
@@ -90,6 +92,10 @@ class KafkaSource:
         self.room = batch_size  # set by the processor: how many more it can hold
         self._handed = 0  # records handed to the loop (this thread writes it)
         self._taken = 0  # records the loop has taken (the loop writes it)
+        # Bumped by every seek: a batch fetched before it is dropped, not delivered.
+        self._epoch = 0
+        self._group_metadata: Any = None
+        self._group_metadata_at = 0.0
         self.last_poll_monotonic = time.monotonic()
         self._requests: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._consumer: Any = None
@@ -117,6 +123,18 @@ class KafkaSource:
             return True
         ok: bool = await self._call(self._commit_now, points)
         return ok
+
+    async def seek(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Read these partitions again from ``positions``; batches fetched before are dropped."""
+        await self._call(self._seek, dict(positions))
+
+    def group_metadata(self) -> Any:
+        """The consumer group's metadata, for committing offsets in a producer's transaction.
+
+        Kept by the consumer thread, refreshed at every rebalance callback and every second:
+        asking the consumer from another thread waits behind its polls, and a commit in a
+        revoke callback needs it while that thread waits for the commit."""
+        return self._group_metadata
 
     async def pause(self, partitions: Sequence[TopicPartition]) -> None:
         await self._call(self._pause, list(partitions))
@@ -182,10 +200,12 @@ class KafkaSource:
                     time.sleep(_FULL_WAIT_S)
                     continue
                 records = self._consume(max(1, min(self._batch, room)))
-                self.last_poll_monotonic = time.monotonic()
+                self.last_poll_monotonic = now = time.monotonic()
+                if now - self._group_metadata_at > _GROUP_METADATA_REFRESH_S:
+                    self._refresh_group_metadata()
                 if records:
                     self._handed += len(records)
-                    loop.call_soon_threadsafe(self._take, deliver, records)
+                    loop.call_soon_threadsafe(self._take, deliver, records, self._epoch)
         except BaseException as exc:
             log.error("consumer_failed", error=str(exc), error_class=type(exc).__name__)
             loop.call_soon_threadsafe(fail, exc)
@@ -193,9 +213,10 @@ class KafkaSource:
         finally:
             self._run_requests()  # whoever still waits gets an answer
 
-    def _take(self, deliver: Deliver, records: list[ConsumedRecord]) -> None:
+    def _take(self, deliver: Deliver, records: list[ConsumedRecord], epoch: int) -> None:
         self._taken += len(records)
-        deliver(records)
+        if epoch == self._epoch:
+            deliver(records)
 
     def _all_paused(self) -> bool:
         return set(_tps(self._consumer.assignment())) <= self._paused
@@ -232,7 +253,12 @@ class KafkaSource:
             records.append(consumed_record(msg, tp))
         return records
 
+    def _refresh_group_metadata(self) -> None:
+        self._group_metadata = self._consumer.consumer_group_metadata()
+        self._group_metadata_at = time.monotonic()
+
     def _on_assign(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
+        self._refresh_group_metadata()  # a new generation
         tps = _tps(partitions)
         if not tps:
             return  # cooperative rebalances report "no change" as an empty assignment
@@ -244,6 +270,7 @@ class KafkaSource:
             self._paused.update(tps)
 
     def _on_revoke(self, _consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
+        self._refresh_group_metadata()
         tps = _tps(partitions)
         if not tps:
             return
@@ -297,6 +324,13 @@ class KafkaSource:
             log.warning("commit_failed", code=code, partitions=len(offsets))
             return False
         return True
+
+    def _seek(self, positions: dict[TopicPartition, int]) -> None:
+        self._epoch += 1
+        owned = set(_tps(self._consumer.assignment()))
+        for (topic, partition), offset in positions.items():
+            if (topic, partition) in owned:
+                self._consumer.seek(KafkaTopicPartition(topic, partition, offset))
 
     def _pause(self, partitions: list[TopicPartition]) -> None:
         live = set(_tps(self._consumer.assignment())) & set(partitions)

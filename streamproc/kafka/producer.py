@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from streamproc.errors import KafkaDeliveryError
+from streamproc.core.offsets import CommitPoint, TopicPartition
+from streamproc.errors import KafkaDeliveryError, KafkaTransactionError
 from streamproc.kafka.clientlogs import client_logger
 from streamproc.kafka.records import OutputRecord
 from streamproc.logs import get_logger
@@ -26,15 +29,91 @@ from streamproc.logs import get_logger
 log = get_logger("kafka.producer")
 
 T = TypeVar("T")
+_TRANSACTION_RETRIES = 5
 OnDelivery = Callable[[T, KafkaDeliveryError | None], None]
 
 
 class KafkaSink(Generic[T]):
-    """Produces records; ``on_delivery(token, error)`` runs from ``poll`` for each one."""
+    """Produces records; ``on_delivery(token, error)`` runs from ``poll`` for each one.
+
+    Transactional when its configuration has a ``transactional.id``: then outputs go out in
+    transactions (:meth:`start_transactions`, :meth:`commit`, :meth:`abort`), each committed
+    together with the input offsets it answers (KIP-447), so a read_committed consumer sees
+    every decision exactly once. The blocking librdkafka calls run in a worker thread; a
+    delivery report they happen to serve there is handed back to the event loop.
+    """
 
     def __init__(self, config: Mapping[str, Any], on_delivery: OnDelivery[T]) -> None:
-        self._producer = Producer(dict(config), logger=client_logger())
+        self._config = dict(config)
+        self._producer = Producer(self._config, logger=client_logger())
         self._on_delivery = on_delivery
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = threading.get_ident()
+
+    @property
+    def transactional(self) -> bool:
+        return "transactional.id" in self._config
+
+    # -- transactions (exactly once) -----------------------------------------------------
+
+    async def start_transactions(self, timeout_s: float = 30.0) -> None:
+        """Register the transactional id (fencing an earlier producer that used it, and
+        aborting what it left open), then open the first transaction."""
+        self._bind()
+        await self._transaction_call(self._producer.init_transactions, timeout_s)
+        self.begin()
+
+    async def _init_only(self, timeout_s: float) -> None:
+        self._bind()
+        await self._transaction_call(self._producer.init_transactions, timeout_s)
+
+    def begin(self) -> None:
+        """Open the next transaction (a local call: no broker round trip)."""
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            raise transaction_error(exc, "begin") from exc
+
+    async def commit(
+        self, offsets: Mapping[TopicPartition, CommitPoint], group: Any, timeout_s: float = 30.0
+    ) -> None:
+        """Commit the open transaction: its outputs and ``offsets`` for the consumer ``group``
+        (its group metadata, which fences a member that lost its partitions)."""
+        if offsets:
+            positions = [
+                KafkaTopicPartition(t, p, point.offset, metadata=point.metadata)
+                for (t, p), point in offsets.items()
+            ]
+            await self._transaction_call(
+                self._producer.send_offsets_to_transaction, positions, group, timeout_s
+            )
+        await self._transaction_call(self._producer.commit_transaction, timeout_s)
+
+    async def abort(self, timeout_s: float = 30.0) -> None:
+        """Abort the open transaction: its outputs are never seen by read_committed readers."""
+        await self._transaction_call(self._producer.abort_transaction, timeout_s)
+
+    async def renew(self, timeout_s: float = 30.0) -> None:
+        """Replace a producer that hit a fatal error (e.g. fenced); :meth:`begin` follows."""
+        old, self._producer = self._producer, Producer(self._config, logger=client_logger())
+        await asyncio.to_thread(old.purge)
+        await self._init_only(timeout_s)
+
+    async def _transaction_call(self, fn: Any, *args: Any) -> None:
+        # A retriable error means "call it again"; anything else is the caller's to handle.
+        for attempt in range(_TRANSACTION_RETRIES):
+            try:
+                await asyncio.to_thread(fn, *args)
+                return
+            except KafkaException as exc:
+                error = transaction_error(exc, getattr(fn, "__name__", "transaction call"))
+                if not error.retriable or attempt == _TRANSACTION_RETRIES - 1:
+                    raise error from exc
+                log.warning("transaction_call_retried", call=error.operation, error=str(error))
+
+    def _bind(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
 
     async def warm_up(self, topics: Sequence[str], timeout_s: float = 10.0) -> None:
         """Connect and load the output topics' metadata now, so the first decision does not
@@ -80,6 +159,10 @@ class KafkaSink(Generic[T]):
             log.error("producer_closed_with_undelivered", records=remaining)
 
     def _delivered(self, token: T, err: KafkaError | None, _msg: Any) -> None:
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            # Served by a transaction call in a worker thread: the loop owns the state.
+            self._loop.call_soon_threadsafe(self._delivered, token, err, _msg)
+            return
         if err is None:
             self._on_delivery(token, None)
         else:
@@ -88,3 +171,18 @@ class KafkaSink(Generic[T]):
             self._on_delivery(
                 token, KafkaDeliveryError(err.str(), topic=topic, retriable=retriable)
             )
+
+
+def transaction_error(exc: KafkaException, operation: str) -> KafkaTransactionError:
+    """The error-tree counterpart of a librdkafka transaction error: what the caller does
+    next is in its flags (retry the call, abort the transaction, or replace the producer)."""
+    err = exc.args[0] if exc.args else None
+    if not isinstance(err, KafkaError):
+        return KafkaTransactionError(str(exc), operation=operation, fatal=True)
+    return KafkaTransactionError(
+        err.str(),
+        operation=operation,
+        retriable=bool(err.retriable()),
+        abortable=bool(err.txn_requires_abort()),
+        fatal=bool(err.fatal()),
+    )

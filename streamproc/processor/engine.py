@@ -50,7 +50,12 @@ from streamproc.core.offsets import (
     encode_completed,
 )
 from streamproc.core.ordering import OrderingGate
-from streamproc.errors import BadInputError, KafkaDeliveryError, RetryableError
+from streamproc.errors import (
+    BadInputError,
+    KafkaDeliveryError,
+    KafkaTransactionError,
+    RetryableError,
+)
 from streamproc.kafka.records import ConsumedRecord, OutputRecord
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
@@ -76,6 +81,8 @@ class Source(Protocol):
         fail: Callable[[BaseException], None],
     ) -> None: ...
     async def commit(self, points: Mapping[TopicPartition, CommitPoint]) -> bool: ...
+    async def seek(self, positions: Mapping[TopicPartition, int]) -> None: ...
+    def group_metadata(self) -> Any: ...
     async def pause(self, partitions: Sequence[TopicPartition]) -> None: ...
     async def resume(self, partitions: Sequence[TopicPartition]) -> None: ...
     async def close(self) -> None: ...
@@ -86,9 +93,26 @@ class Sink(Protocol):
     def poll(self) -> int: ...
     def pending(self) -> int: ...
 
+    # Exactly-once only.
+    async def start_transactions(self) -> None: ...
+    def begin(self) -> None: ...
+    async def commit(self, offsets: Mapping[TopicPartition, CommitPoint], group: Any) -> None: ...
+    async def abort(self) -> None: ...
+    async def renew(self) -> None: ...
+
 
 class _Partition:
-    __slots__ = ("committed", "done", "flights", "idle", "last_offset", "offsets", "revoking")
+    __slots__ = (
+        "committed",
+        "done",
+        "first_offset",
+        "flights",
+        "idle",
+        "last_offset",
+        "offsets",
+        "revoking",
+        "rewinding",
+    )
 
     def __init__(self, done: frozenset[int] = frozenset()) -> None:
         self.offsets = PartitionOffsets()
@@ -97,7 +121,9 @@ class _Partition:
         self.idle.set()
         self.revoking = False
         self.committed: CommitPoint | None = None
+        self.first_offset: int | None = None  # where reading began, for a rewind
         self.last_offset: int | None = None
+        self.rewinding = False  # records fetched before a rewind's seek are dropped
         # Offsets a previous owner completed beyond its commit: skipped, not decided again.
         self.done = set(done)
 
@@ -142,6 +168,11 @@ class Processor:
         self._sequence = itertools.count()
         self._overflow: deque[Flight] = deque()  # outputs the producer could not queue yet
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._exactly_once = self._proc.delivery == "exactly_once"
+        self._committing = False  # a transaction commits: outputs wait in the overflow
+        self._in_transaction = 0  # outputs produced into the open transaction
+        self._transaction_error: BaseException | None = None
+        self._commit_lock = asyncio.Lock()
         self._consumed = metrics.consumed.children[()]
         self._skipped = metrics.skipped.children[()]
         self._metadata_dropped = metrics.commit_metadata_dropped.children[()]
@@ -161,6 +192,8 @@ class Processor:
         self._loop = asyncio.get_running_loop()
         for allocation in self.allocations.values():
             allocation.start()
+        if self._exactly_once:
+            await self.sink.start_transactions()
         self._tick()
         await self.source.start(self._deliver, self._fail)
         self.started.set()
@@ -229,8 +262,8 @@ class Processor:
         admitted = 0
         for record in records:
             part = partitions.get(record.tp)
-            if part is None or part.revoking:
-                continue  # fetched before a revoke; the partition's next owner will read it
+            if part is None or part.revoking or part.rewinding:
+                continue  # fetched before a revoke (the next owner reads it) or a rewind
             try:
                 part.offsets.track(record.offset)
             except ValueError:
@@ -239,6 +272,8 @@ class Processor:
                 log.warning("offset_repeated", partition=record.partition, offset=record.offset)
                 continue
             admitted += 1
+            if part.first_offset is None:
+                part.first_offset = record.offset
             part.last_offset = record.offset
             if part.done and record.offset in part.done:
                 # Decided before a crash, beyond the commit: its output is already out.
@@ -337,8 +372,11 @@ class Processor:
         # cycle, so both are freed by reference counting, not by the cyclic collector.
         flight.works = ()
         try:
-            if self._overflow or not self.sink.produce(outcome.record, flight):
-                self._overflow.append(flight)  # the producer's queue is full: keep the order
+            if self._overflow or self._committing or not self.sink.produce(outcome.record, flight):
+                # The producer's queue is full, or a transaction commits: keep the order.
+                self._overflow.append(flight)
+            elif self._exactly_once:
+                self._in_transaction_now(flight)
         except Exception as exc:  # a produce() that failed is as fatal as a failed delivery
             self._acknowledged(flight, exc)
             return None
@@ -353,33 +391,50 @@ class Processor:
 
     def _flush_overflow(self) -> None:
         overflow = self._overflow
-        while overflow:
-            outcome = overflow[0].outcome
-            assert outcome is not None
-            if not self.sink.produce(outcome.record, overflow[0]):
+        while overflow and not self._committing:
+            flight = overflow[0]
+            assert flight.outcome is not None
+            if not self.sink.produce(flight.outcome.record, flight):
                 return
             overflow.popleft()
+            if self._exactly_once:
+                self._in_transaction_now(flight)
+
+    def _in_transaction_now(self, flight: Flight) -> None:
+        """Exactly once: the output is in the open transaction, which commits it together
+        with the offset, so the offset is complete now rather than on acknowledgement."""
+        self._in_transaction += 1
+        record = flight.record
+        part = self._partitions.get(record.tp)
+        if part is not None and part.flights.get(record.offset) is flight:
+            part.offsets.complete(record.offset)
 
     def _acknowledged(self, flight: Flight, error: BaseException | None) -> None:
         """A delivery report, served on the loop by the sink's poll."""
+        record = flight.record
+        part = self._partitions.get(record.tp)
+        if part is None or part.flights.get(record.offset) is not flight:
+            return  # the partition was revoked, lost or rewound meanwhile
+        if error is not None and self._exactly_once:
+            # The open transaction cannot commit now: the next commit aborts it and redoes
+            # its events instead.
+            log.warning("output_not_acknowledged", error=str(error), in_transaction=True)
+            if self._transaction_error is None:
+                self._transaction_error = error
+            return
         if error is not None:
             # Without an acknowledged output the offset must not be committed, and nothing
             # after it can be either: stop, and let a restart resume from the commit.
             log.error("output_not_acknowledged", error=str(error), error_class=type(error).__name__)
-            part = self._partitions.get(flight.record.tp)
-            if part is not None:
-                part.idle.set()  # it can never drain now: a stop or revoke must not wait
+            part.idle.set()  # it can never drain now: a stop or revoke must not wait
             self._fail(error)
             return
         assert flight.outcome is not None
         self._counts.count(flight.outcome, self.clock())
         if self._on_output is not None:
             self._on_output(flight)
-        record = flight.record
-        part = self._partitions.get(record.tp)
-        if part is None or part.flights.get(record.offset) is not flight:
-            return  # the partition was revoked or lost meanwhile
-        part.offsets.complete(record.offset)
+        if not self._exactly_once:
+            part.offsets.complete(record.offset)
         del part.flights[record.offset]
         self._in_flight -= 1
         if not part.flights:
@@ -431,7 +486,11 @@ class Processor:
     # -- commits ------------------------------------------------------------------------------
 
     async def _commit_loop(self) -> None:
-        interval = self._kafka.commit_interval_ms / 1000
+        interval = (
+            self._proc.transaction_interval_ms
+            if self._exactly_once
+            else self._kafka.commit_interval_ms
+        ) / 1000
         while True:
             await asyncio.sleep(interval)
             await self._commit()
@@ -461,6 +520,9 @@ class Processor:
         return points
 
     async def _commit(self) -> None:
+        if self._exactly_once:
+            await self._commit_transaction()
+            return
         points = self._positions(list(self._partitions))
         if not points:
             return
@@ -478,6 +540,104 @@ class Processor:
             if part.last_offset is not None:
                 lag = part.last_offset + 1 - point.offset
                 self.metrics.commit_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    # -- transactions (exactly once) ----------------------------------------------------------
+
+    async def _commit_transaction(self) -> None:
+        """Commit the open transaction with the offsets it completes, then open the next one.
+
+        While it commits, outputs wait in the overflow (librdkafka refuses a produce during a
+        commit), in order. A transaction that cannot commit is aborted and its events redone.
+        """
+        async with self._commit_lock:  # a revoke and the commit loop may both ask
+            await self._commit_transaction_now()
+
+    async def _commit_transaction_now(self) -> None:
+        points = self._positions(list(self._partitions))
+        if not points and not self._in_transaction and self._transaction_error is None:
+            return
+        self._committing = True
+        try:
+            error = self._transaction_error or await self._until_delivered()
+            if error is None:
+                points = self._positions(list(self._partitions))
+                try:
+                    await self.sink.commit(points, self.source.group_metadata())
+                except KafkaTransactionError as exc:
+                    error = exc
+            if error is not None:
+                await self._rewind(error)
+            else:
+                self._mark_committed(points)
+                self.metrics.commits.labels("ok").inc()
+                self._in_transaction = 0
+            self.sink.begin()
+        finally:
+            self._committing = False
+        self._flush_overflow()
+
+    async def _until_delivered(self) -> BaseException | None:
+        """Wait, serving delivery reports on this loop, until every output is acknowledged:
+        the commit would otherwise serve them in its worker thread, or wait for them blind."""
+        give_up = time.monotonic() + self._proc.drain_timeout_s
+        while self.sink.pending():
+            if self._transaction_error is not None:
+                return self._transaction_error
+            if time.monotonic() > give_up:
+                return KafkaTransactionError(
+                    "outputs not acknowledged in time", operation="commit", abortable=True
+                )
+            self.sink.poll()
+            await asyncio.sleep(BUSY_TICK_S)
+        return self._transaction_error
+
+    async def _rewind(self, error: BaseException) -> None:
+        """Abort the open transaction and read every partition again from its last commit:
+        the aborted outputs are never seen by read_committed readers, and their events are
+        decided again."""
+        fatal = isinstance(error, KafkaTransactionError) and error.fatal
+        log.warning("transaction_aborted", error=str(error), renew_producer=fatal)
+        self.metrics.commits.labels("aborted").inc()
+        try:
+            if fatal:
+                await self.sink.renew()
+            else:
+                await self.sink.abort()
+        except KafkaTransactionError as exc:
+            log.warning("transaction_abort_failed", error=str(exc))
+            await self.sink.renew()
+        positions: dict[TopicPartition, int] = {}
+        for tp, part in self._partitions.items():
+            start = part.committed.offset if part.committed else part.first_offset
+            part.rewinding = start is not None
+            for flight in part.flights.values():
+                flight.settled = True  # what is still running is no longer wanted
+            self._in_flight -= len(part.flights)
+            part.flights.clear()
+            part.idle.set()
+            self._gate.reset_partition(tp)
+            if start is not None:
+                positions[tp] = start
+                part.offsets.reset(start)
+                committed = part.committed
+                part.done = set(
+                    decode_completed(committed.offset, committed.metadata) if committed else ()
+                )
+        self._overflow.clear()
+        self._in_transaction = 0
+        self._transaction_error = None
+        self._maybe_resume()
+        # Seeking happens on the consumer thread, which may be inside a rebalance callback
+        # waiting for this very loop: do not wait for it here.
+        task = asyncio.get_running_loop().create_task(self._seek_back(positions))
+        task.add_done_callback(_log_failure)
+
+    async def _seek_back(self, positions: Mapping[TopicPartition, int]) -> None:
+        await self.source.seek(positions)
+        for tp in positions:
+            part = self._partitions.get(tp)
+            if part is not None:
+                part.rewinding = False
 
     # -- rebalance (the consumer thread calls these; they run on the loop) --------------------
 
@@ -548,6 +708,14 @@ class Processor:
                 part.idle.set()
         if not await self._wait_idle(owned, self._proc.drain_timeout_s):
             log.warning("revoke_drain_timeout", partitions=len(owned))
+        if self._exactly_once:
+            # Their offsets go with the transaction that holds their outputs, now, before the
+            # next owner reads from the committed positions; the consumer commits nothing.
+            await self._commit_transaction()
+            for tp in owned:
+                self._forget(tp)
+            await self._assignment_changed()
+            return {}
         positions = self._positions(owned)
         for tp in owned:
             self._forget(tp)
@@ -558,7 +726,7 @@ class Processor:
         # Lost, not revoked: another member may already own them; commit nothing.
         for tp in partitions:
             if tp in self._partitions:
-                self._gate.drop_partition(tp)
+                self._gate.reset_partition(tp)
                 self._forget(tp)
         await self._assignment_changed()
 

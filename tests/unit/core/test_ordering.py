@@ -199,3 +199,16 @@ TestPartitionOrdering = PartitionGateMachine.TestCase
 TestPartitionOrdering.settings = _SETTINGS
 TestUnordered = UnorderedGateMachine.TestCase
 TestUnordered.settings = _SETTINGS
+
+
+def test_a_reset_partition_starts_over_with_nothing_running_or_queued() -> None:
+    """After a reset (a lost partition, or a rewind to redo its events), the same offsets can
+    be submitted again and start at once; other partitions are untouched."""
+    gate = OrderingGate("key")
+    assert gate.submit("p0", "A", 1)
+    assert not gate.submit("p0", "A", 2)
+    assert gate.submit("p1", "A", 1)
+    gate.reset_partition("p0")
+    assert (gate.running, gate.queued) == (1, 0)
+    assert gate.submit("p0", "A", 1)
+    assert gate.finish("p1", "A", 1) == []

@@ -382,6 +382,13 @@ class FakeSink:
         self.attempted: list[OutputRecord] = []
         self.sent: list[OutputRecord] = []  # acknowledged, in acknowledgement order
         self.full = False  # True: produce() refuses, as librdkafka does with a full queue
+        # Transactions (exactly once): what a read_committed reader sees, and what was not.
+        self.visible: list[OutputRecord] = []
+        self.aborted: list[OutputRecord] = []
+        self.transaction_offsets: list[dict[TopicPartition, CommitPoint]] = []
+        self.commit_failures: deque[BaseException] = deque()  # raised by the next commits
+        self.renewals = 0
+        self._open: list[OutputRecord] = []
         self._queued: deque[tuple[OutputRecord, Flight]] = deque()
         self._holds: list[tuple[Match, Hold]] = []
         self._failures: list[tuple[Match, BaseException]] = []
@@ -403,6 +410,7 @@ class FakeSink:
             if match(record) and not isinstance(error, KafkaDeliveryError):
                 raise error  # produce() itself failed, as librdkafka's does on a fatal error
         self.attempted.append(record)
+        self._open.append(record)
         self.timeline.add("produce", source_of(record))
         self._queued.append((record, token))
         return True
@@ -430,6 +438,30 @@ class FakeSink:
 
     def pending(self) -> int:
         return len(self._queued)
+
+    async def start_transactions(self) -> None:
+        self._open = []
+
+    def begin(self) -> None:
+        self._open = []
+
+    async def commit(self, offsets: Mapping[TopicPartition, CommitPoint], group: Any) -> None:
+        assert group == "group-metadata"
+        assert not self._queued, "commit with outputs not yet acknowledged"
+        if self.commit_failures:
+            raise self.commit_failures.popleft()
+        self.visible.extend(self._open)
+        self.transaction_offsets.append(dict(offsets))
+        self._open = []
+
+    async def abort(self) -> None:
+        self.aborted.extend(self._open)
+        self._open = []
+        self._queued.clear()
+
+    async def renew(self) -> None:
+        self.renewals += 1
+        await self.abort()
 
     def by_source(self) -> dict[tuple[int, int], list[OutputRecord]]:
         found: dict[tuple[int, int], list[OutputRecord]] = defaultdict(list)
@@ -462,6 +494,8 @@ class FakeSource:
         self.revoke_results: list[dict[TopicPartition, int]] = []
         self.callback_threads: set[int] = set()
         self.polls = 0  # rounds of the consumer loop, paused or not
+        self.history: dict[TopicPartition, list[ConsumedRecord]] = {}  # every record fed
+        self.seeks: list[dict[TopicPartition, int]] = []
         self.room = 0
         self.last_poll_monotonic = 0.0
         self.started = False
@@ -476,6 +510,8 @@ class FakeSource:
         """Deliver ``records`` in this order (those of paused partitions once resumed), no more
         at a time than the processor has room for, as the consumer thread does."""
         self.pending.extend(records)
+        for rec in records:
+            self.history.setdefault(rec.tp, []).append(rec)
 
     def committed(self, tp: TopicPartition) -> int | None:
         """The last position committed for ``tp`` (by the commit loop or a revoke)."""
@@ -546,6 +582,16 @@ class FakeSource:
             self.commits.append({tp: point.offset for tp, point in points.items()})
             self.points.append(dict(points))
         return ok
+
+    async def seek(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Read again from ``positions``: what was fed from there on comes once more."""
+        self.seeks.append(dict(positions))
+        self.pending = [r for r in self.pending if r.tp not in positions]
+        for tp, offset in positions.items():
+            self.pending.extend(r for r in self.history.get(tp, []) if r.offset >= offset)
+
+    def group_metadata(self) -> Any:
+        return "group-metadata"
 
     async def pause(self, partitions: Sequence[TopicPartition]) -> None:
         self.pauses.append(list(partitions))

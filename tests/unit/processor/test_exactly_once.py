@@ -1,0 +1,97 @@
+"""Exactly once: outputs and input offsets committed in one transaction; a transaction that
+cannot commit is aborted and its events decided again, seen once by read_committed readers."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from streamproc.errors import KafkaDeliveryError, KafkaTransactionError
+from tests.unit.processor.conftest import MakeHarness
+from tests.unit.processor.fakes import (
+    DECISIONS,
+    TP0,
+    Harness,
+    answering,
+    eventually,
+    make_settings,
+    record,
+    sample,
+    source_of,
+)
+
+
+def exactly_once(make_harness: MakeHarness, **processing: object) -> Harness:
+    settings = make_settings(
+        delivery="exactly_once", transaction_interval_ms=20, commit_interval_ms=60_000,
+        **processing,
+    )  # fmt: skip
+    return make_harness(settings)
+
+
+def seen(h: Harness) -> Counter[tuple[int, int]]:
+    """Outputs a read_committed consumer sees, by the input they answer."""
+    return Counter(source_of(out) for out in h.sink.visible)
+
+
+async def test_outputs_and_offsets_are_committed_together_by_the_transaction(
+    make_harness: MakeHarness,
+) -> None:
+    """Each output becomes visible with the commit of the transaction that also holds its
+    input offset; the consumer itself commits nothing."""
+    h = exactly_once(make_harness)
+    await h.start()
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(5)))
+    await eventually(lambda: len(h.sink.visible) == 5, "five visible outputs")
+    await eventually(
+        lambda: any(p.get(TP0, (0,))[0] == 5 for p in h.sink.transaction_offsets),
+        "the offsets in a transaction",
+    )
+    assert seen(h) == Counter({(0, o): 1 for o in range(5)})
+    assert all(out.topic == DECISIONS for out in h.sink.visible)
+    assert h.source.commits == []
+
+
+async def test_a_transaction_that_cannot_commit_is_aborted_and_its_events_redone(
+    make_harness: MakeHarness,
+) -> None:
+    """A commit that fails aborts the transaction: its outputs are never visible, the
+    partition is read again from its last commit, and every event is seen exactly once."""
+    h = exactly_once(make_harness)
+    failure = KafkaTransactionError("broker went away", operation="commit", abortable=True)
+    await h.start()
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(3)))
+    await eventually(lambda: len(h.sink.visible) == 3, "the first transaction")
+    h.sink.commit_failures.append(failure)
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(3, 6)))
+    await eventually(lambda: h.sink.aborted != [], "the aborted transaction")
+    await eventually(lambda: len(h.sink.visible) == 6, "the events redone")
+    assert h.source.seeks[0][TP0] == 3
+    assert seen(h) == Counter({(0, o): 1 for o in range(6)})
+    assert sample(h.metrics, "streamproc_commits_total", outcome="aborted") == 1
+
+
+async def test_a_failed_delivery_aborts_instead_of_stopping(make_harness: MakeHarness) -> None:
+    """An output the broker refuses makes its transaction abort and its events be decided
+    again; the processor goes on."""
+    h = exactly_once(make_harness)
+    h.sink.fail(answering(0, 1), KafkaDeliveryError("Local: timed out", topic=DECISIONS))
+    await h.start()
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(3)))
+    await eventually(lambda: h.sink.aborted != [], "the abort")
+    h.sink._failures.clear()
+    await eventually(lambda: len(h.sink.visible) == 3, "the events redone")
+    assert seen(h) == Counter({(0, o): 1 for o in range(3)})
+    assert not h.running.done()
+
+
+async def test_a_fenced_producer_is_replaced_and_the_work_redone(make_harness: MakeHarness) -> None:
+    """A fatal producer error (fenced by a newer producer with the same id) replaces the
+    producer, and the transaction's events are decided again."""
+    h = exactly_once(make_harness)
+    fenced = KafkaTransactionError("producer fenced", operation="commit", fatal=True)
+    h.sink.commit_failures.append(fenced)
+    await h.start()
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(2)))
+    await eventually(lambda: len(h.sink.visible) == 2, "the events redone")
+    assert h.sink.renewals == 1
+    assert seen(h) == Counter({(0, 0): 1, (0, 1): 1})
