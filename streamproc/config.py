@@ -289,6 +289,18 @@ class ProcessingSettings(_Section):
     # every transaction_interval_ms; read_committed consumers see each decision once.
     delivery: Literal["at_least_once", "exactly_once"] = "at_least_once"
     transaction_interval_ms: int = Field(100, ge=10, le=60_000)
+
+    @field_validator("transaction_interval_ms")
+    @classmethod
+    def _interval_within_sla(cls, interval: int, info: ValidationInfo) -> int:
+        sla = info.data.get("decision_sla_ms")
+        if info.data.get("delivery") == "exactly_once" and sla is not None and interval >= sla:
+            raise ValueError(
+                f"must be below decision_sla_ms ({sla}): with exactly_once a decision is "
+                "seen only when its transaction commits"
+            )
+        return interval
+
     retry: RetryPolicy = RetryPolicy()
     fallback: FallbackPolicy = FallbackPolicy()
     circuit_breaker: CircuitPolicy = CircuitPolicy()

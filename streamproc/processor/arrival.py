@@ -38,6 +38,10 @@ class Arrival:
     ) -> None:
         proc = settings.processing
         self._sla_s = proc.decision_sla_ms / 1000
+        if proc.delivery == "exactly_once":
+            # A decision is seen only when its transaction commits, up to one interval later:
+            # the deadline counts to that commit, so the event must be decided sooner.
+            self._sla_s -= proc.transaction_interval_ms / 1000
         self._min_useful_s = proc.min_useful_ms / 1000
         self._skew_s = proc.clock_skew_tolerance_ms / 1000
         self._routing = settings.routing

@@ -447,3 +447,30 @@ def test_a_refused_identity_is_reported_against_its_own_key(tmp_path: Path) -> N
     bearer = load_settings(toml(tmp_path, '[controlroom]\nbearer_token = "t"\n'))
     assert bearer.controlroom.identity_key == "controlroom.bearer_token"
     assert load_settings().controlroom.identity_key == "controlroom.username"
+
+
+def test_exactly_once_needs_a_transaction_interval_below_the_sla() -> None:
+    """A decision is seen only when its transaction commits: an interval as long as the SLA
+    could never be on time, and is refused at start naming the key."""
+    environ = {
+        "STREAMPROC_PROCESSING__DELIVERY": "exactly_once",
+        "STREAMPROC_PROCESSING__DECISION_SLA_MS": "100",
+        "STREAMPROC_PROCESSING__TRANSACTION_INTERVAL_MS": "100",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=environ)
+    assert info.value.key == "processing.transaction_interval_ms"
+    assert "decision_sla_ms" in info.value.problem
+    environ["STREAMPROC_PROCESSING__TRANSACTION_INTERVAL_MS"] = "50"
+    assert load_settings(environ=environ).processing.delivery == "exactly_once"
+
+
+def test_exactly_once_gives_the_producer_a_stable_transactional_id() -> None:
+    """The transactional id stays the same across restarts of one replica (so a restart
+    fences what its predecessor left open) and can be set."""
+    first = load_settings(environ={}).kafka.producer_config(transactional=True)
+    again = load_settings(environ={}).kafka.producer_config(transactional=True)
+    assert first["transactional.id"] == again["transactional.id"]
+    assert "transactional.id" not in load_settings(environ={}).kafka.producer_config()
+    chosen = load_settings(environ={"STREAMPROC_KAFKA__TRANSACTIONAL_ID": "replica-7"})
+    assert chosen.kafka.producer_config(transactional=True)["transactional.id"] == "replica-7"
