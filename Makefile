@@ -58,10 +58,18 @@ emulator: $(STAMP)  ## run the Control Room emulator on 127.0.0.1:8090
 demo: $(STAMP) kafka-up  ## the main job: broker, emulator, generator and processor with live progress
 	$(BIN)/streamproc demo --config config/local.toml
 
-bench: $(STAMP) kafka-up  ## benchmarks: figures as ratios against bounds measured in the same run
+# Each benchmark runs the processor, the emulator and the load generator as separate processes
+# and prints its figures as ratios against a bound or a baseline measured in the same run; the
+# first failing one stops the run (make -k runs them all).
+bench: $(STAMP) kafka-up  ## benchmarks: overload, backlog, CPU, latency, memory, outages, clients
+	$(BIN)/python -m bench.overload
+	$(BIN)/python -m bench.backlog
+	$(BIN)/python -m bench.cpu
+	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.outage
 	$(BIN)/python -m bench.emulator_throughput
 	$(BIN)/python -m bench.execute_client_cpu
-	$(BIN)/python -m bench.processor_throughput
 
 clean:  ## remove the virtual environment and caches (keeps the Kafka jar cache)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -36,6 +36,9 @@ class EmulatorState:
     clock: Callable[[], float] = time.time
     # Set when the server stops, so held ("hanging") requests end at once.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # How late the event loop's timers fire, on average (seconds): simulated latency is
+    # shortened by it, so that an execute answers when its latency says, not a bit after.
+    timer_lateness: float = 0.0
 
     def behavior(self, file_id: int) -> TaskBehavior | None:
         return self.behaviors.get(file_id)

@@ -54,9 +54,21 @@ async def _hold(state: EmulatorState, seconds: float) -> web.Response:
     return error_response(503, "SERVICE_UNAVAILABLE", "the emulator is stopping", "")
 
 
+async def _until(state: EmulatorState, due: float) -> None:
+    """Sleep until ``due`` on the loop's clock, correcting for how late its timers fire."""
+    loop = asyncio.get_running_loop()
+    delay = due - loop.time() - state.timer_lateness
+    if delay <= 0:
+        return
+    await asyncio.sleep(delay)
+    late = loop.time() - due + state.timer_lateness  # how late this timer itself fired
+    state.timer_lateness += 0.05 * (min(max(late, 0.0), 0.005) - state.timer_lateness)
+
+
 async def execute(request: web.Request) -> web.StreamResponse:
     """POST /hotbot/{botId}/execute: run the API Task with the body's botInput."""
     state = request.app[STATE]
+    arrived = asyncio.get_running_loop().time()
     bot_id = request.match_info["botId"]
     token = header_token(request.headers)
     if token is None:
@@ -84,10 +96,12 @@ async def execute(request: web.Request) -> web.StreamResponse:
     try:
         behavior = state.behaviors[allocation.file.file_id]
         latency, fate = behavior.draw()
+        output = allocation.task.run(inputs) if fate is Fate.SUCCEED else None
         if latency > 0:
-            await asyncio.sleep(latency)
+            # The latency counts from the request's arrival: checking the token, reading the
+            # body and running the task are part of it, not added to it.
+            await _until(state, arrived + latency)
         if fate is Fate.SUCCEED:
-            output = allocation.task.run(inputs)
             allocation.executed += 1
             response = web.Response(
                 body=orjson.dumps({"hotBotResult": {"botOutput": output}}),
