@@ -163,11 +163,11 @@ async def when_reachable(
 
 async def check_topics(settings: Settings) -> None:
     kafka = settings.kafka
+    topics = [kafka.input_topic, kafka.decisions_topic, kafka.dead_letter_topic]
+    if kafka.corrections_topic is not None:
+        topics.append(kafka.corrections_topic)
     missing = await asyncio.to_thread(
-        missing_topics,
-        kafka.bootstrap_servers,
-        [kafka.input_topic, kafka.decisions_topic, kafka.dead_letter_topic],
-        kafka.common_config(),
+        missing_topics, kafka.bootstrap_servers, topics, kafka.common_config()
     )
     if missing:
         raise ConfigError("kafka", f"topic(s) not found on the broker: {', '.join(missing)}")
@@ -343,9 +343,9 @@ async def run_processor(
     async with AsyncExitStack() as stack:
         by_task = await build_allocations(settings, stack, limits, metrics)
         kafka = settings.kafka
-        sinks: list[KafkaSink[Flight]] = []
+        sinks: list[KafkaSink[Flight | None]] = []
 
-        def sink(on_delivery: Callable[[Flight, KafkaDeliveryError | None], None]) -> Sink:
+        def sink(on_delivery: Callable[[Flight | None, KafkaDeliveryError | None], None]) -> Sink:
             transactional = settings.processing.delivery == "exactly_once"
             config = kafka.producer_config(transactional=transactional)
             sinks.append(KafkaSink(config, on_delivery))

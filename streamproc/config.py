@@ -95,6 +95,9 @@ class KafkaSettings(_Section):
     input_topic: str = "transactions"
     decisions_topic: str = "decisions"
     dead_letter_topic: str = "transactions.dlq"
+    # Optional: a verdict that arrives after its event was decided by fallback is published
+    # here, with that fallback, so that analysts can reconcile them.
+    corrections_topic: str | None = Field(None, min_length=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_ms: int = Field(45_000, ge=6_000)
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
@@ -345,10 +348,14 @@ class Settings(BaseModel):
         problems = check_routing(self.routing, set(names))
         if problems:
             raise ValueError("routing: " + "; ".join(problems))
-        topics = {self.kafka.input_topic, self.kafka.decisions_topic, self.kafka.dead_letter_topic}
-        if len(topics) != 3:
+        kafka = self.kafka
+        named = [kafka.input_topic, kafka.decisions_topic, kafka.dead_letter_topic]
+        if kafka.corrections_topic is not None:
+            named.append(kafka.corrections_topic)
+        if len(set(named)) != len(named):
             raise ValueError(
-                "kafka: input_topic, decisions_topic and dead_letter_topic must differ"
+                "kafka: input_topic, decisions_topic, dead_letter_topic and corrections_topic "
+                "must differ"
             )
         return self
 

@@ -362,3 +362,36 @@ def _ms(value: float | None) -> float | None:
 def _number(value: Decimal | None) -> orjson.Fragment | None:
     # A Fragment is written verbatim: the exact digits, as a JSON number.
     return None if value is None else orjson.Fragment(format_decimal(value))
+
+
+def correction_json(
+    decision: DecisionRecord,
+    task: str,
+    verdict: TaskVerdict,
+    *,
+    scored_at_epoch: float,
+) -> bytes:
+    """A correction: the fallback ``decision`` already published for an event, and the
+    verdict its API Task gave too late, so an analyst can reconcile the two."""
+    return orjson.dumps(
+        {
+            "event_id": decision.event_id,
+            "task": task,
+            "fallback": {
+                "decision": decision.decision,
+                "reason": decision.fallback_reason,
+                "decided_at": decision.decided_at,
+            },
+            "scored": {
+                "decision": verdict.decision,
+                "score": _number(verdict.score),
+                "reasons": list(verdict.reasons),
+                "decided_at": rfc3339_utc(scored_at_epoch),
+            },
+            "source": {
+                "topic": decision.source.topic,
+                "partition": decision.source.partition,
+                "offset": decision.source.offset,
+            },
+        }
+    )

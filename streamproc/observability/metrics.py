@@ -242,6 +242,11 @@ class ProcessorMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.corrections = Tally(
+            "streamproc_corrections",
+            "Corrections published: a verdict that came after its event's fallback decision.",
+            registry=r,
+        )
         self.skipped = Tally(
             "streamproc_events_skipped",
             "Input records skipped as already decided: completed beyond a previous owner's "

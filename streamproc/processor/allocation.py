@@ -33,7 +33,7 @@ from streamproc.core.admission import AdmissionPolicy, AdmissionQueue, Plan
 from streamproc.core.budgets import Budget
 from streamproc.core.circuit import CircuitBreaker
 from streamproc.core.decisions import FallbackReason
-from streamproc.core.mapping import read_task_output
+from streamproc.core.mapping import TaskVerdict, read_task_output
 from streamproc.core.retry import RetryPolicy, classify, next_delay
 from streamproc.core.service_time import ServiceTime
 from streamproc.core.values import BotValue
@@ -114,6 +114,8 @@ class Allocation:
         self.queue: AdmissionQueue[Work] = AdmissionQueue(policy, now=clock())
         # The processor's fan-in, wired when the processor is built.
         self.finished: Callable[[Work], None] = finished or _unwired
+        # Told of a verdict that came after its event was decided (for corrections).
+        self.late: Callable[[Work, TaskVerdict], None] | None = None
         self._clock = clock
         self._monotonic = monotonic
         self._rand = rand
@@ -284,6 +286,12 @@ class Allocation:
         if work.flight.settled:
             work.state = "done"
             self._late.inc()
+            if self.late is not None:
+                try:
+                    verdict = read_task_output(result.outputs, self._outputs)
+                except BadOutputError:
+                    return
+                self.late(work, verdict)
             return
         try:
             work.verdict = read_task_output(result.outputs, self._outputs)

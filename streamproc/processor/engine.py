@@ -42,6 +42,7 @@ from typing import Any, Protocol, TypeVar
 from streamproc.config import Settings
 from streamproc.core.decisions import FallbackReason
 from streamproc.core.events import decode_event
+from streamproc.core.mapping import TaskVerdict
 from streamproc.core.offsets import (
     CommitPoint,
     PartitionOffsets,
@@ -89,7 +90,7 @@ class Source(Protocol):
 
 
 class Sink(Protocol):
-    def produce(self, record: OutputRecord, token: Flight) -> bool: ...
+    def produce(self, record: OutputRecord, token: Flight | None) -> bool: ...
     def poll(self) -> int: ...
     def pending(self) -> int: ...
 
@@ -135,7 +136,7 @@ class Processor:
         self,
         settings: Settings,
         source_factory: Callable[[Processor], Source],
-        sink_factory: Callable[[Callable[[Flight, KafkaDeliveryError | None], None]], Sink],
+        sink_factory: Callable[[Callable[[Flight | None, KafkaDeliveryError | None], None]], Sink],
         allocations: Mapping[str, Allocation],
         metrics: ProcessorMetrics,
         *,
@@ -174,11 +175,16 @@ class Processor:
         self._transaction_error: BaseException | None = None
         self._commit_lock = asyncio.Lock()
         self._consumed = metrics.consumed.children[()]
+        self._corrected = metrics.corrections.children[()]
+        self._corrections: list[OutputRecord] = []
         self._skipped = metrics.skipped.children[()]
         self._metadata_dropped = metrics.commit_metadata_dropped.children[()]
         self.started = asyncio.Event()
+        corrections = settings.kafka.corrections_topic is not None
         for allocation in self.allocations.values():
             allocation.finished = self._finished
+            if corrections:
+                allocation.late = self._late_verdict
         self.sink = sink_factory(self._acknowledged)
         self.source = source_factory(self)
         self.source.room = self._proc.max_in_flight
@@ -409,8 +415,12 @@ class Processor:
         if part is not None and part.flights.get(record.offset) is flight:
             part.offsets.complete(record.offset)
 
-    def _acknowledged(self, flight: Flight, error: BaseException | None) -> None:
+    def _acknowledged(self, flight: Flight | None, error: BaseException | None) -> None:
         """A delivery report, served on the loop by the sink's poll."""
+        if flight is None:  # a correction: no input offset waits for it
+            if error is not None:
+                log.warning("correction_not_acknowledged", error=str(error))
+            return
         record = flight.record
         part = self._partitions.get(record.tp)
         if part is None or part.flights.get(record.offset) is not flight:
@@ -440,6 +450,27 @@ class Processor:
         if not part.flights:
             part.idle.set()
         self._maybe_resume()
+
+    def _late_verdict(self, work: Work, verdict: TaskVerdict) -> None:
+        """A verdict came after its event's fallback: publish the correction."""
+        correction = self.outcomes.correction(work.flight, work.task, verdict)
+        if correction is None:
+            return
+        if self._committing:
+            self._corrections.append(correction)  # produced once the commit is done
+            return
+        self._produce_correction(correction)
+
+    def _produce_correction(self, correction: OutputRecord) -> None:
+        try:
+            produced = self.sink.produce(correction, None)
+        except Exception as exc:  # a correction is information, not an event's output
+            log.warning("correction_not_produced", error=str(exc))
+            return
+        if produced:
+            self._corrected.inc()
+        else:
+            log.warning("correction_not_produced", error="the producer's queue is full")
 
     # -- the tick -----------------------------------------------------------------------------
 
@@ -575,6 +606,9 @@ class Processor:
         finally:
             self._committing = False
         self._flush_overflow()
+        pending, self._corrections = self._corrections, []
+        for correction in pending:
+            self._produce_correction(correction)
 
     async def _until_delivered(self) -> BaseException | None:
         """Wait, serving delivery reports on this loop, until every output is acknowledged:

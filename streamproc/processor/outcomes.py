@@ -25,8 +25,16 @@ from typing import Literal
 
 from streamproc.config import Settings
 from streamproc.core.deadletters import dead_letter_headers_for, error_class_name, safe_message
-from streamproc.core.decisions import DecisionRecord, FallbackReason, SourceRef, decide
+from streamproc.core.decisions import (
+    HEADER_EVENT_ID,
+    DecisionRecord,
+    FallbackReason,
+    SourceRef,
+    correction_json,
+    decide,
+)
 from streamproc.core.decisions import fallback_decision as fallback_record
+from streamproc.core.mapping import TaskVerdict
 from streamproc.errors import BadInputError, ControlRoomError, Stage
 from streamproc.kafka.records import ConsumedRecord, OutputRecord
 from streamproc.logs import get_logger
@@ -36,12 +44,13 @@ from streamproc.processor.flight import Flight
 log = get_logger("processor.outcomes")
 
 OutcomeKind = Literal["decision", "dead_letter"]
+HEADER_CORRECTION = "streamproc-correction"
 
 
 class Outcome:
     """The output record of one input record, and what it counts as once acknowledged."""
 
-    __slots__ = ("fallback_reason", "kind", "label", "occurred_at_epoch", "record")
+    __slots__ = ("decision", "fallback_reason", "kind", "label", "occurred_at_epoch", "record")
 
     def __init__(
         self,
@@ -50,12 +59,15 @@ class Outcome:
         label: str,
         fallback_reason: FallbackReason | None = None,
         occurred_at_epoch: float | None = None,
+        *,
+        decision: DecisionRecord | None = None,
     ) -> None:
         self.record = record
         self.kind = kind
         self.label = label  # the decision (APPROVE, REVIEW, DECLINE) or the dead letter's stage
         self.fallback_reason = fallback_reason
         self.occurred_at_epoch = occurred_at_epoch
+        self.decision = decision  # the decision record, for a correction if one is needed
 
 
 class Outcomes:
@@ -68,6 +80,7 @@ class Outcomes:
         self._combine = settings.routing.combine
         self._decisions_topic = settings.kafka.decisions_topic
         self._dead_letter_topic = settings.kafka.dead_letter_topic
+        self._corrections_topic = settings.kafka.corrections_topic
 
     def decided(self, flight: Flight) -> Outcome:
         """Every work of ``flight`` reported (or the deadline came): its decision."""
@@ -111,7 +124,21 @@ class Outcomes:
             decision.decision,
             decision.fallback_reason,
             decision.occurred_at_epoch,
+            decision=decision if decision.fallback else None,
         )
+
+    def correction(self, flight: Flight, task: str, verdict: TaskVerdict) -> OutputRecord | None:
+        """The correction record for a verdict that came after ``flight``'s fallback; None
+        when there is no corrections topic, or the event was not decided by fallback."""
+        outcome = flight.outcome
+        if self._corrections_topic is None or outcome is None or outcome.decision is None:
+            return None
+        value = correction_json(outcome.decision, task, verdict, scored_at_epoch=self.clock())
+        headers = [
+            (HEADER_EVENT_ID, outcome.decision.event_id.encode()),
+            (HEADER_CORRECTION, b"true"),
+        ]
+        return OutputRecord(self._corrections_topic, flight.record.key, value, headers)
 
     def dead_letter(
         self,

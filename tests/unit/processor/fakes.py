@@ -172,6 +172,7 @@ def make_settings(
     commit_interval_ms: int = 50,
     retry: RetryPolicy | None = None,
     task_overrides: Mapping[str, Any] | None = None,
+    corrections_topic: str | None = None,
     **processing: Any,
 ) -> Settings:
     """Settings for unit tests: long SLA (deadlines never fire unless a test moves them)."""
@@ -180,6 +181,7 @@ def make_settings(
             input_topic=INPUT,
             decisions_topic=DECISIONS,
             dead_letter_topic=DLQ,
+            corrections_topic=corrections_topic,
             commit_interval_ms=commit_interval_ms,
         ),
         api_tasks=tuple(
@@ -389,7 +391,7 @@ class FakeSink:
         self.commit_failures: deque[BaseException] = deque()  # raised by the next commits
         self.renewals = 0
         self._open: list[OutputRecord] = []
-        self._queued: deque[tuple[OutputRecord, Flight]] = deque()
+        self._queued: deque[tuple[OutputRecord, Flight | None]] = deque()
         self._holds: list[tuple[Match, Hold]] = []
         self._failures: list[tuple[Match, BaseException]] = []
 
@@ -403,7 +405,7 @@ class FakeSink:
             (match, error or KafkaDeliveryError("Local: Message timed out", topic=DECISIONS))
         )
 
-    def produce(self, record: OutputRecord, token: Flight) -> bool:
+    def produce(self, record: OutputRecord, token: Flight | None) -> bool:
         if self.full:
             return False
         for match, error in self._failures:
@@ -417,7 +419,7 @@ class FakeSink:
 
     def poll(self) -> int:
         served = 0
-        still: deque[tuple[OutputRecord, Flight]] = deque()
+        still: deque[tuple[OutputRecord, Flight | None]] = deque()
         while self._queued:
             record, token = self._queued.popleft()
             held = next((h for m, h in self._holds if m(record) and not h.released), None)

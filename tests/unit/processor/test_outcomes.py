@@ -206,3 +206,51 @@ async def test_acknowledged_outcomes_are_counted_by_kind(make_harness: MakeHarne
     assert sample(m, "streamproc_dead_letters_total", stage="execute") == 1
     assert sample(m, "streamproc_decision_latency_seconds_count") == 2
     assert sample(m, "streamproc_decision_latency_seconds_sum") == pytest.approx(0.0 + 10.0)
+
+
+async def test_a_verdict_after_the_fallback_is_published_as_a_correction(
+    make_harness: MakeHarness,
+) -> None:
+    """With a corrections topic, the DECLINE that came after the REVIEW fallback is published
+    with both decisions and their times; the decision itself stays the fallback."""
+    h = make_harness(make_settings(sla_ms=500, corrections_topic="corrections"))
+    held = h.executor.hold("p0-4", then=verdict("DECLINE", "97", "velocity"))
+    await h.start()
+    h.source.feed(record(4, key="card-4"))
+    await eventually(held.entered.is_set, "the execute")
+    h.clock.advance(0.5)
+    fallback = body(await answer_of(h, 0, 4))
+    assert fallback["fallback_reason"] == "deadline"
+    held.release()
+    await eventually(lambda: any(o.topic == "corrections" for o in h.sink.sent), "the correction")
+    (out,) = [o for o in h.sink.sent if o.topic == "corrections"]
+    assert out.key == b"card-4"
+    assert header(out, "streamproc-correction") == "true"
+    correction = body(out)
+    assert correction["event_id"] == "p0-4"
+    assert correction["task"] == "fraud"
+    assert correction["fallback"] == {
+        "decision": "REVIEW",
+        "reason": "deadline",
+        "decided_at": fallback["decided_at"],
+    }
+    assert (correction["scored"]["decision"], correction["scored"]["score"]) == ("DECLINE", 97)
+    assert correction["scored"]["reasons"] == ["velocity"]
+    assert sample(h.metrics, "streamproc_corrections_total") == 1
+    assert [o.topic for o in h.sink.sent].count(DECISIONS) == 1
+
+
+async def test_no_correction_without_a_corrections_topic(make_harness: MakeHarness) -> None:
+    """By default a late verdict is only counted, not published."""
+    h = make_harness(make_settings(sla_ms=500))
+    held = h.executor.hold("p0-4", then=verdict("DECLINE", "97"))
+    await h.start()
+    h.source.feed(record(4, key="card-4"))
+    await eventually(held.entered.is_set, "the execute")
+    h.clock.advance(0.5)
+    await answer_of(h, 0, 4)
+    held.release()
+    await eventually(
+        lambda: sample(h.metrics, "streamproc_late_results_total", task="fraud") == 1, "late"
+    )
+    assert [o.topic for o in h.sink.sent] == [DECISIONS]
