@@ -749,12 +749,27 @@ class Processor:
             for tp in owned:
                 self._forget(tp)
             await self._assignment_changed()
+            await self._within_shares()
             return {}
         positions = self._positions(owned)
         for tp in owned:
             self._forget(tp)
         await self._assignment_changed()
+        await self._within_shares()
         return positions
+
+    async def _within_shares(self) -> None:
+        """Wait until the executes in flight fit each allocation's (smaller) share.
+
+        The partitions' next owner takes its share of the budget as soon as this revoke
+        returns; executes still running here on the old share would then add up to more
+        than the allocation allows, and the Control Room would refuse the excess."""
+        give_up = time.monotonic() + self._proc.drain_timeout_s
+        while any(a.in_flight > a.limit for a in self.allocations.values()):
+            if time.monotonic() > give_up:
+                log.warning("budget_share_not_reached", drain_timeout_s=self._proc.drain_timeout_s)
+                return
+            await asyncio.sleep(BUSY_TICK_S)
 
     async def _lose(self, partitions: Sequence[TopicPartition]) -> None:
         # Lost, not revoked: another member may already own them; commit nothing.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import structlog
@@ -136,3 +137,30 @@ async def test_the_partition_count_is_not_read_on_every_rebalance() -> None:
     await eventually(lambda: len(reads) == 2, "the background refresh")
     await split(tps(2))
     assert budgets["fraud"].limit == 2  # 8 * 2 // 8
+
+
+async def test_a_revoke_waits_until_the_executes_fit_the_smaller_share(
+    make_harness: MakeHarness,
+) -> None:
+    """The next owner takes its share when the revoke returns: until the executes still
+    running here fit this replica's smaller share, the revoke does not return."""
+    shares = {2: 4, 1: 2}
+
+    async def split(assignment: Sequence[TopicPartition]) -> None:
+        h.allocation.set_limit(shares[len(assignment)])
+
+    h = make_harness(assignment=(TP0, TP1), limits={"fraud": 4}, on_assignment=split)
+    holds = {o: h.executor.hold(f"p1-{o}") for o in range(4)}
+    await h.start()
+    h.source.feed(*(record(o, partition=1, key=f"k{o}") for o in range(4)))
+    await eventually(lambda: h.executor.running == 4, "four executes on partition 1")
+    revoking = asyncio.create_task(h.source.revoke([TP0]))
+    await eventually(lambda: h.allocation.limit == 2, "the smaller share")
+    await settle()
+    assert not revoking.done()
+    holds[0].release()
+    holds[1].release()
+    await asyncio.wait_for(revoking, 3)
+    assert h.allocation.in_flight <= 2
+    for held in holds.values():
+        held.release()
