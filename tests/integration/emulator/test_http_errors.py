@@ -323,3 +323,16 @@ async def test_behavior_control_errors(
     assert_error(status, body, 404)
     status, body = await call(session, "GET", f"{emulator.url}/emulator/v1/behavior/abc")
     assert_error(status, body, 404)
+
+
+async def test_a_blank_body_is_not_json(
+    emulator: EmulatorHandle, session: aiohttp.ClientSession
+) -> None:
+    """An optional body that is given must be JSON: blanks are refused with 400, as the
+    OpenAPI document says, instead of being read as no body."""
+    token = await login(session, emulator.url)
+    status, body = await call(
+        session, "POST", f"{emulator.url}/v1/authentication/token", data=b"\n",
+        headers={"X-Authorization": token, "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert_error(status, body, 400)
