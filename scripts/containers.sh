@@ -10,8 +10,9 @@
 #   scripts/containers.sh down    stop the API socket (the images stay)
 #
 # `up` needs root and apt (Debian 12 or a derivative). It:
-#   1. installs podman, runc, netavark, aardvark-dns and mmdebstrap, and writes podman's settings
-#      (/etc/containers/containers.conf.d/50-streamproc.conf; why each is needed is said there);
+#   1. installs podman, runc, netavark, aardvark-dns, iptables and mmdebstrap, and writes
+#      podman's settings (/etc/containers/containers.conf.d/50-streamproc.conf, which says why
+#      each is needed);
 #   2. builds stand-ins for the Docker Hub images the project's files name, which cannot be
 #      pulled here, and tags them with those names: python:3.11-slim (Debian 12's Python 3.11,
 #      which is 3.11 too) and apache/kafka:4.4.0 (Apache Kafka 4.4.0's own jars from Maven
@@ -32,7 +33,8 @@ readonly SOCKET=$SOCKET_DIR/podman.sock
 readonly SERVICE_LOG=/var/log/streamproc-podman-service.log
 readonly SETTINGS_FILE=/etc/containers/containers.conf.d/50-streamproc.conf
 readonly LABEL=io.streamproc.stand-in
-readonly PACKAGES=(podman runc netavark aardvark-dns mmdebstrap)
+# netavark sets up container networks with the iptables command, which nothing else pulls in.
+readonly PACKAGES=(podman runc netavark aardvark-dns iptables mmdebstrap)
 
 readonly PYTHON_IMAGE=docker.io/library/python:3.11-slim
 readonly KAFKA_IMAGE=docker.io/apache/kafka:4.4.0
@@ -251,16 +253,13 @@ start_socket() {
 }
 
 cmd_up() {
-	local started=$SECONDS python_build
+	local started=$SECONDS
 	cmd_check || exit 3
 	take_lock
 	install_packages
 	write_settings
-	# The two stand-ins build side by side: each spends much of its time waiting on downloads.
-	build_python &
-	python_build=$!
+	build_python
 	build_kafka
-	wait "$python_build" || die "building $PYTHON_IMAGE failed (see above)"
 	start_socket
 	say "ready in $((SECONDS - started)) s: podman $(podman version --format '{{.Client.Version}}'), \
 images $PYTHON_IMAGE and $KAFKA_IMAGE, API unix://$SOCKET"
