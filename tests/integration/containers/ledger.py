@@ -12,7 +12,8 @@ import urllib.request
 from collections import Counter
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from tests.fixtures.kafka import consume_records
 
@@ -41,6 +42,16 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         return {tp.partition: max(tp.offset, 0) for tp in offsets}
     finally:
         consumer.close()
+
+
+def members_partitions(bootstrap: str, group: str) -> list[int]:
+    """How many partitions each member of the consumer group owns now ([] when unknown)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except KafkaException:
+        return []
+    return [len(member.assignment.topic_partitions) for member in description.members]
 
 
 def outputs_by_input(

@@ -15,6 +15,7 @@ from tests.fixtures.kafka import REPO_ROOT, produce_records, wait_until
 from tests.integration.containers.conftest import Report
 from tests.integration.containers.ledger import (
     http_get,
+    members_partitions,
     metric_total,
     outputs_by_input,
     record_count,
@@ -66,6 +67,12 @@ def test_compose_stack_answers_every_event_once_across_two_replicas(
                 lambda replica=replica: http_get(f"{replica}/readyz")[0] == 200,
                 timeout_s=180, interval_s=1.0, message=f"{replica}/readyz to answer 200",
             )  # fmt: skip
+        # Ready is not enough: the group's first assignment may give one replica every
+        # partition until the other has joined.
+        wait_until(
+            lambda: sorted(members_partitions(bootstrap, "streamproc")) == [3, 3],
+            timeout_s=120, interval_s=1.0, message="each replica to own 3 of the 6 partitions",
+        )  # fmt: skip
         status = podman("wait", f"{project}_generator_1", timeout_s=120).stdout.strip()
         assert status == "0", "the generator failed"
         generated = record_count(bootstrap, "transactions")
