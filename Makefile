@@ -38,14 +38,15 @@ test-unit: $(STAMP)  ## unit tests: no network
 test-integration: $(STAMP) kafka-up tools  ## integration tests: real brokers (plain, SASL_SSL), emulator, deploy/ checks
 	$(BIN)/pytest -q tests/integration --ignore=tests/integration/containers
 
-# Where `make containers` can run (root, Debian) it runs first and the tests must not skip;
-# elsewhere they are skipped with the reason. CONTAINER_TESTS=0 skips them anywhere.
+# Where `make containers` can run (root, Debian) it runs first and the tests must not skip
+# (CONTAINER_TESTS=require); elsewhere they are skipped with the reason. CONTAINER_TESTS=0
+# skips them anywhere.
 test-containers: $(STAMP) kafka-up  ## container tests: the image, docker-compose.yml, testcontainers
 	@if [[ "$${CONTAINER_TESTS:-1}" == 0 ]]; then \
 		echo "container tests: skipped (CONTAINER_TESTS=0)"; \
 	elif reason=$$(scripts/containers.sh check 2>&1); then \
 		scripts/containers.sh up && \
-		STREAMPROC_CONTAINER_TESTS=require $(BIN)/pytest -q tests/integration/containers; \
+		CONTAINER_TESTS=require $(BIN)/pytest -q tests/integration/containers; \
 	else \
 		echo "container tests: skipped, because $${reason#*: }"; \
 	fi

@@ -1,6 +1,6 @@
 """The container tests need podman, set up by ``make containers`` (scripts/containers.sh up).
 
-Where it is not set up they are skipped, with the reason. With STREAMPROC_CONTAINER_TESTS=require
+Where it is not set up they are skipped, with the reason. With CONTAINER_TESTS=require
 (``make test`` sets it once it has set podman up) a missing piece fails them instead, so a run
 that was meant to exercise the containers cannot pass by skipping them. The figures the tests
 measure (image size, event counts) are printed at the end of the run.
@@ -28,7 +28,7 @@ def container_engine() -> None:
     if problem is None:
         return
     message = f"the container tests need `make containers` (root, Debian 12): {problem}"
-    if os.environ.get("STREAMPROC_CONTAINER_TESTS") == "require":
+    if os.environ.get("CONTAINER_TESTS") == "require":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 
