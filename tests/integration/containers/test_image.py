@@ -67,7 +67,7 @@ def processor_container(
 def stop_with_sigterm(name: str) -> int:
     """Send SIGTERM to the container's main process and return its exit status."""
     podman("kill", "--signal=TERM", name)
-    return int(podman("wait", name, timeout_s=60).stdout.strip())
+    return int(podman("wait", name, timeout_s=180).stdout.strip())
 
 
 def log_events(name: str) -> list[dict[str, object]]:
@@ -166,14 +166,19 @@ def test_sigterm_to_the_container_drains_and_commits(
 ) -> None:
     """SIGTERM mid-stream: the container finishes what it holds, commits exactly what it
     answered and exits 0; a new container in the group answers the rest, each event once."""
-    emulator = emulator_factory(latency_ms=300)  # about 27 decisions/s with 8 slots
+    # Each execute takes 1.2 s (within the 2 s attempt timeout), so events are in flight
+    # whenever SIGTERM comes.
+    emulator = emulator_factory(latency_ms=1200, latency_jitter_ms=0)
     topics = new_topics(kafka_bootstrap, partitions=3)
-    events = [event(f"ev-{i}", f"card-{i % 17}") for i in range(240)]
+    events = [event(f"ev-{i}", f"card-{i % 17}") for i in range(60)]
     produce_events(kafka_bootstrap, topics.input, events)
     env = {
         # Fresh events, long SLA: every event is scored by the API Task, none decided at once.
         "STREAMPROC_PROCESSING__DECISION_SLA_MS": "300000",
-        "STREAMPROC_PROCESSING__MAX_IN_FLIGHT": "24",
+        # As many in flight as the allocation has slots: none waits for one, none is shed.
+        "STREAMPROC_PROCESSING__MAX_IN_FLIGHT": "8",
+        # Draining 8 events takes a second or two; the margin is for a loaded machine.
+        "STREAMPROC_PROCESSING__DRAIN_TIMEOUT_S": "60",
     }
 
     def answered() -> int:
@@ -184,15 +189,20 @@ def test_sigterm_to_the_container_drains_and_commits(
     with processor_container(
         streamproc_image, kafka_bootstrap, emulator.url, topics, unique_group, **env
     ) as (name, port):
-        wait_until(lambda: answered() >= 30, timeout_s=90, interval_s=0.2, message="30 answers")
-        in_flight = metric_total(
-            http_get(f"http://127.0.0.1:{port}/metrics")[1], "streamproc_in_flight_events"
-        )
+
+        def in_flight() -> float:
+            metrics = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+            return metric_total(metrics, "streamproc_in_flight_events")
+
+        wait_until(
+            lambda: answered() >= 10 and in_flight() > 0, timeout_s=120, interval_s=0.2,
+            message="10 answers and more in flight",
+        )  # fmt: skip
         assert stop_with_sigterm(name) == 0
-        stopped = [e for e in log_events(name) if e.get("event") == "processor_stopped"]
-    assert in_flight > 0
-    assert stopped
-    assert stopped[-1]["drained"] is True
+        logged = log_events(name)
+    stopped = [e for e in logged if e.get("event") == "processor_stopped"]
+    assert stopped, logged[-10:]
+    assert stopped[-1]["drained"] is True, logged[-10:]
     assert stopped[-1]["abandoned"] == 0
 
     first_run = outputs_by_input(kafka_bootstrap, topics.decisions, topics.dlq)
@@ -201,7 +211,7 @@ def test_sigterm_to_the_container_drains_and_commits(
     for partition, offset in commits.items():
         answered_here = sorted(o for p, o in first_run if p == partition)
         assert answered_here == list(range(offset)), f"partition {partition}"
-    assert 30 <= sum(commits.values()) < len(events)
+    assert 10 <= sum(commits.values()) < len(events)
 
     with processor_container(
         streamproc_image, kafka_bootstrap, emulator.url, topics, unique_group, **env
