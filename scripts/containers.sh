@@ -106,14 +106,22 @@ install_packages() {
 }
 
 write_settings() {
-	local wanted
+	local wanted nofile nproc
+	# Containers may not ask for more than this shell's hard limits: where root lacks
+	# CAP_SYS_RESOURCE (the build machines: 20000 open files) podman's defaults ask for more,
+	# and every start fails with "setrlimit ... not permitted". podman caps processes at 32768.
+	nofile=$(ulimit -Hn)
+	[[ $nofile == unlimited ]] && nofile=1048576
+	nproc=$(ulimit -Hu)
+	if [[ $nproc == unlimited ]] || ((nproc > 32768)); then
+		nproc=32768
+	fi
 	wanted=$(
-		cat <<'EOF'
+		cat <<EOF
 # Written by scripts/containers.sh: what rootful podman needs on a build machine of this kind.
 [containers]
-# Root lacks CAP_SYS_RESOURCE here and the hard limit on open files is 20000; podman's
-# defaults ask for more and every container start fails with "setrlimit ... not permitted".
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+# This machine's hard limits: root may lack CAP_SYS_RESOURCE to raise them.
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 
 [engine]
 # crun does not support hybrid cgroups (v1 with a v2 mount); runc does.
