@@ -21,7 +21,8 @@ Position = tuple[int, int]  # (partition, offset) of an input record
 
 
 def record_count(bootstrap: str, topic: str) -> int:
-    """How many records ``topic`` holds: the sum of its partitions' high watermarks."""
+    """How many records ``topic`` holds: the sum of its partitions' high watermarks (exact for
+    topics written without transactions, whose commit markers take offsets too)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "record-count"})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
