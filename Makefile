@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install tools lint typecheck test test-unit test-integration demo emulator kafka-up kafka-down kafka-secure-up kafka-secure-down bench clean
+.PHONY: help install tools lint typecheck test test-unit test-integration test-containers containers demo emulator kafka-up kafka-down kafka-secure-up kafka-secure-down bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -36,9 +36,25 @@ test-unit: $(STAMP)  ## unit tests: no network
 	$(BIN)/pytest -q tests/unit
 
 test-integration: $(STAMP) kafka-up tools  ## integration tests: real brokers (plain, SASL_SSL), emulator, deploy/ checks
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q tests/integration --ignore=tests/integration/containers
 
-test: lint typecheck test-unit test-integration  ## everything CI runs
+# Where `make containers` can run (root, Debian) it runs first and the tests must not skip
+# (CONTAINER_TESTS=require); elsewhere they are skipped with the reason. CONTAINER_TESTS=0
+# skips them anywhere.
+test-containers: $(STAMP) kafka-up  ## container tests: the image, docker-compose.yml, testcontainers
+	@if [[ "$${CONTAINER_TESTS:-1}" == 0 ]]; then \
+		echo "container tests: skipped (CONTAINER_TESTS=0)"; \
+	elif reason=$$(scripts/containers.sh check 2>&1); then \
+		scripts/containers.sh up && \
+		CONTAINER_TESTS=require $(BIN)/pytest -q tests/integration/containers; \
+	else \
+		echo "container tests: skipped, because $${reason#*: }"; \
+	fi
+
+test: lint typecheck test-unit test-integration test-containers  ## everything CI runs
+
+containers:  ## set up podman, base images and its Docker API for the container tests (root, Debian)
+	scripts/containers.sh up
 
 kafka-up:  ## fetch Apache Kafka from Maven Central (cached) and start a KRaft broker on 127.0.0.1:9092
 	scripts/kafka.sh up
