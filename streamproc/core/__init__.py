@@ -25,7 +25,7 @@ from streamproc.core.deadletters import (
     dead_letter_headers_for,
     error_class_name,
 )
-from streamproc.core.deadlines import Deadline, classify_on_arrival, event_deadline
+from streamproc.core.deadlines import deadline_epoch, expired_on_arrival
 from streamproc.core.decisions import (
     DecisionRecord,
     FallbackPolicy,
@@ -66,7 +66,6 @@ __all__ = [
     "BudgetResolution",
     "CombinePolicy",
     "Condition",
-    "Deadline",
     "Decision",
     "DecisionRecord",
     "FallbackPolicy",
@@ -90,14 +89,14 @@ __all__ = [
     "check_path",
     "check_routing",
     "classify",
-    "classify_on_arrival",
     "combine_verdicts",
     "dead_letter_headers",
     "dead_letter_headers_for",
+    "deadline_epoch",
     "decide",
     "decode_event",
     "error_class_name",
-    "event_deadline",
+    "expired_on_arrival",
     "fallback_decision",
     "map_bot_input",
     "next_delay",

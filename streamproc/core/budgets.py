@@ -93,19 +93,17 @@ class Budget:
     revoked; new acquires simply fail until enough have been released.
     """
 
-    __slots__ = ("_high_water_mark", "_in_flight", "_limit")
+    __slots__ = ("_in_flight", "_limit")
 
     def __init__(self, limit: int) -> None:
         self._limit = _positive(limit)
         self._in_flight = 0
-        self._high_water_mark = 0
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free."""
         if self._in_flight >= self._limit:
             return False
         self._in_flight += 1
-        self._high_water_mark = max(self._high_water_mark, self._in_flight)
         return True
 
     def release(self) -> None:
@@ -117,12 +115,6 @@ class Budget:
     def set_limit(self, limit: int) -> None:
         """Change the limit, e.g. after re-reading the allocation or a rebalance."""
         self._limit = _positive(limit)
-
-    def reset_high_water_mark(self) -> int:
-        """Return the high-water mark and restart it from the current in-flight count."""
-        mark = self._high_water_mark
-        self._high_water_mark = self._in_flight
-        return mark
 
     @property
     def limit(self) -> int:
@@ -136,11 +128,6 @@ class Budget:
     def available(self) -> int:
         """Free slots; 0 (never negative) while a shrunk limit is still over-subscribed."""
         return max(0, self._limit - self._in_flight)
-
-    @property
-    def high_water_mark(self) -> int:
-        """The most calls in flight at once since creation or the last reset."""
-        return self._high_water_mark
 
     def __repr__(self) -> str:
         return f"Budget(limit={self._limit}, in_flight={self._in_flight})"

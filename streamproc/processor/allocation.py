@@ -251,10 +251,14 @@ class Allocation:
         if not self.circuit.allow(started):  # it opened while this work waited
             self.give_up(work, "circuit_open")
             return
+        if not self.budget.try_acquire():
+            # The budget shrank (a rebalance) while this work was on its way to this worker,
+            # which is one too many now: the work waits for a slot again, the worker retires.
+            self.queue.push(work, self._clock())
+            return
         self._last_start = started
         work.state = "executing"
         work.attempts += 1
-        self.budget.try_acquire()
         assert flight.event is not None
         headers = {"X-Request-Id": flight.event.event_id, "X-Attempt": str(work.attempts)}
         try:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import orjson
 
 from streamproc.config import Settings
-from streamproc.core.deadlines import deadline_epoch
+from streamproc.core.deadlines import deadline_epoch, expired_on_arrival
 from streamproc.core.mapping import compile_bot_input
 from streamproc.errors import BadInputError
 from streamproc.processor.allocation import Allocation
@@ -54,7 +54,7 @@ class Arrival:
         event = flight.event
         assert event is not None
         deadline = deadline_epoch(event.occurred_at_epoch, self._sla_s, now, self._skew_s)
-        if deadline - now < self._min_useful_s or now >= deadline:
+        if expired_on_arrival(deadline, now, self._min_useful_s):
             return self._outcomes.fallback(flight, "expired_on_arrival")
         flight.deadline = deadline
         route = self._routing.route(event)

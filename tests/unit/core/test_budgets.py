@@ -87,18 +87,6 @@ def test_shrinking_the_limit_does_not_revoke_running_calls() -> None:
     assert budget.available == 3
 
 
-def test_high_water_mark_tracks_the_peak_and_resets() -> None:
-    """The mark records the peak in-flight count and restarts from the current count."""
-    budget = Budget(3)
-    for _ in range(3):
-        budget.try_acquire()
-    budget.release()
-    budget.release()
-    assert budget.high_water_mark == 3
-    assert budget.reset_high_water_mark() == 3
-    assert budget.high_water_mark == 1
-
-
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5])
 def test_limits_are_positive_integers(bad: object) -> None:
     """A budget limit is an integer of at least 1."""
