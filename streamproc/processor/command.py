@@ -12,6 +12,7 @@ from streamproc import logs
 from streamproc.config import load_settings
 from streamproc.errors import ConfigError, StreamprocError
 
+_SWITCH_INTERVAL_S = 0.0005
 _EPILOG = """\
 Every key of the config file can be overridden by an environment variable
 STREAMPROC_<SECTION>__<KEY>, e.g. STREAMPROC_KAFKA__BOOTSTRAP_SERVERS=broker:9092 or
@@ -85,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_loop(coro: Any) -> None:
+    # The consumer thread and the HTTP client's thread hand results to the event loop, and
+    # each wait for the interpreter lock: by default a thread keeps it for up to 5 ms, an
+    # eternity next to a 20 ms execute whose slot waits to be handed on.
+    sys.setswitchinterval(_SWITCH_INTERVAL_S)
     try:
         import uvloop  # noqa: PLC0415
     except ImportError:

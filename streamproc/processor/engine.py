@@ -69,6 +69,8 @@ log = get_logger("processor")
 
 T = TypeVar("T")
 BUSY_TICK_S = 0.005
+# Records taken in per turn of the event loop (about a millisecond of work).
+_INTAKE_CHUNK = 32
 IDLE_TICK_S = 0.1
 
 
@@ -168,6 +170,8 @@ class Processor:
         self._deadlines: list[tuple[float, int, Flight]] = []
         self._sequence = itertools.count()
         self._overflow: deque[Flight] = deque()  # outputs the producer could not queue yet
+        self._intake: deque[ConsumedRecord] = deque()  # consumed, not yet taken in
+        self._taking_in = False
         self._tick_handle: asyncio.TimerHandle | None = None
         self._exactly_once = self._proc.delivery == "exactly_once"
         self._committing = False  # a transaction commits: outputs wait in the overflow
@@ -261,12 +265,24 @@ class Processor:
     # -- intake -------------------------------------------------------------------------------
 
     def _deliver(self, records: list[ConsumedRecord]) -> None:
-        """A batch from the consumer thread: track, decode, and start what may start."""
+        """A batch from the consumer thread: taken in, a chunk per turn of the loop."""
+        self._intake.extend(records)
+        if not self._taking_in:  # else a turn is already scheduled to take them
+            self._take_in()
+
+    def _take_in(self) -> None:
+        """Track, decode and start up to a chunk of the records consumed.
+
+        A chunk, not the whole batch: a slot freed meanwhile starts its next execute between
+        two chunks, instead of waiting behind hundreds of records on the loop."""
+        self._taking_in = False
+        intake = self._intake
         partitions = self._partitions
         max_bytes = self._proc.max_event_bytes
         gate = self._gate
         admitted = 0
-        for record in records:
+        for _ in range(min(len(intake), _INTAKE_CHUNK)):
+            record = intake.popleft()
             part = partitions.get(record.tp)
             if part is None or part.revoking or part.rewinding:
                 continue  # fetched before a revoke (the next owner reads it) or a rewind
@@ -300,9 +316,13 @@ class Processor:
             if gate.submit(record.tp, record.key, record.offset):
                 self._start(flight)
         self._consumed.inc(admitted)
-        self.source.room = self._proc.max_in_flight - self._in_flight
-        if self._in_flight >= self._proc.max_in_flight and not self._paused:
+        held = self._in_flight + len(intake)
+        self.source.room = self._proc.max_in_flight - held
+        if held >= self._proc.max_in_flight and not self._paused:
             self._pause()
+        if intake and not self._taking_in:
+            self._taking_in = True
+            (self._loop or asyncio.get_running_loop()).call_soon(self._take_in)
 
     def _start(self, flight: Flight) -> None:
         """``flight`` may start (its lane is free): judge it, and any successor decided too."""
@@ -499,7 +519,7 @@ class Processor:
 
     def _maybe_resume(self) -> None:
         if not self._stopping:
-            self.source.room = self._proc.max_in_flight - self._in_flight
+            self.source.room = self._proc.max_in_flight - self._in_flight - len(self._intake)
         if (
             self._paused
             and not self._stopping
@@ -658,6 +678,7 @@ class Processor:
                     decode_completed(committed.offset, committed.metadata) if committed else ()
                 )
         self._overflow.clear()
+        self._intake = deque(r for r in self._intake if r.tp not in positions)
         self._in_transaction = 0
         self._transaction_error = None
         self._maybe_resume()
