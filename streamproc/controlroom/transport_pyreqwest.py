@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pyreqwest.client import ClientBuilder
 from pyreqwest.exceptions import DetailedPyreqwestError, PyreqwestError
+from pyreqwest.http import Url
 from pyreqwest.middleware.types import Middleware
 
 from streamproc.controlroom.http_errors import public_url, scrub
@@ -80,6 +81,9 @@ def _unsendable(headers: Mapping[str, str]) -> str:
     return "a header name is not a valid HTTP token"
 
 
+_CACHED = 64  # URLs and timeouts remembered; a few are in use at a time
+
+
 class PyreqwestExecuteTransport:
     """One pooled pyreqwest ``Client``; ``timeout_s`` bounds the whole exchange, pool included."""
 
@@ -117,6 +121,8 @@ class PyreqwestExecuteTransport:
             builder = builder.with_middleware(middleware)
         self._client = builder.build()
         self._closed = False
+        self._urls: dict[str, Url] = {}
+        self._timeouts: dict[float, timedelta] = {}
 
     async def post(
         self, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
@@ -128,7 +134,7 @@ class PyreqwestExecuteTransport:
                 "no time left for the attempt", method="POST", url=public_url(url)
             )
         try:
-            builder = self._client.post(url)
+            builder = self._client.post(self._url(url))
         except ValueError as exc:
             raise pyreqwest_error(exc, "POST", url) from exc
         rejected: str | None = None
@@ -142,13 +148,31 @@ class PyreqwestExecuteTransport:
             # carries that exception neither as cause nor as context.
             raise BadRequestError(f"invalid header: {rejected}", method="POST", url=public_url(url))
         try:
-            request = builder.body_bytes(body).timeout(timedelta(seconds=timeout_s)).build()
+            request = builder.body_bytes(body).timeout(self._timeout(timeout_s)).build()
             # A consumed request: send() returns with the body read, within the timeout.
             response = await request.send()
             payload = await response.bytes()
         except (PyreqwestError, OSError, ValueError) as exc:
             raise pyreqwest_error(exc, "POST", url) from exc
         return RawResponse(response.status, response.headers, payload.to_bytes())
+
+    def _url(self, url: str) -> Url | str:
+        # Parsed once per URL (an API Task's execute URL), not once per request.
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = Url(url)
+            if len(self._urls) < _CACHED:
+                self._urls[url] = parsed
+        return parsed
+
+    def _timeout(self, seconds: float) -> timedelta:
+        # Nearly every attempt has its API Task's attempt timeout: build it once.
+        duration = self._timeouts.get(seconds)
+        if duration is None:
+            duration = timedelta(seconds=seconds)
+            if len(self._timeouts) < _CACHED:
+                self._timeouts[seconds] = duration
+        return duration
 
     async def aclose(self) -> None:
         self._closed = True
