@@ -57,7 +57,7 @@ from streamproc.observability.statuspage import StatusPage
 from streamproc.processor.allocation import Allocation
 from streamproc.processor.budget_share import BudgetSplitter
 from streamproc.processor.engine import Processor, Sink
-from streamproc.processor.flight import Flight
+from streamproc.processor.flight import Flight, Tracer
 
 log = get_logger("app")
 T = TypeVar("T")
@@ -320,6 +320,21 @@ async def start_server(
     return server
 
 
+def event_tracer(settings: Settings, stack: AsyncExitStack) -> Tracer | None:
+    """The spans of each event, exported over OTLP; None when tracing is off, and then the
+    OpenTelemetry SDK is not even imported (that takes about a third of a second)."""
+    tracing = settings.observability.tracing
+    if not tracing.enabled:
+        return None
+    from streamproc.observability.tracing import EventTracer, tracer_provider  # noqa: PLC0415
+
+    provider = tracer_provider(tracing)
+    # Pushed first, so run last: after the final acknowledgements have ended their spans.
+    stack.push_async_callback(asyncio.to_thread, provider.shutdown)
+    log.info("tracing", endpoint=tracing.endpoint, sample_ratio=tracing.sample_ratio)
+    return EventTracer(provider.get_tracer("streamproc"), input_topic=settings.kafka.input_topic)
+
+
 async def run_processor(
     settings: Settings,
     stop: asyncio.Event,
@@ -341,6 +356,7 @@ async def run_processor(
     limits = resolve_budgets(settings, allocations)
 
     async with AsyncExitStack() as stack:
+        tracer = event_tracer(settings, stack)
         by_task = await build_allocations(settings, stack, limits, metrics)
         kafka = settings.kafka
         sinks: list[KafkaSink[Flight | None]] = []
@@ -369,6 +385,7 @@ async def run_processor(
             metrics,
             on_assignment=splitter,
             on_output=recent,
+            tracer=tracer,
         )
         stack.push_async_callback(sinks[0].close)
         await sinks[0].warm_up([kafka.decisions_topic, kafka.dead_letter_topic])

@@ -243,8 +243,16 @@ class ControlRoomSettings(_Section):
 
 
 def check_controlroom_url(url: str) -> str:
+    """The Control Room's ``url``, checked by :func:`check_http_url`."""
+    return check_http_url(
+        url, "give credentials as controlroom.username with password, api_key or bearer_token"
+    )
+
+
+def check_http_url(url: str, credentials_hint: str) -> str:
     """``url`` without a trailing slash; ValueError unless an http(s) URL with a host and no
-    user name or password (those would be printed with the URL and sent as Basic auth)."""
+    user name or password (those would be printed with the URL and sent as Basic auth);
+    ``credentials_hint`` says where credentials belong instead."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -253,10 +261,7 @@ def check_controlroom_url(url: str) -> str:
     if parts.scheme not in ("http", "https"):
         raise ValueError("must start with http:// or https://")
     if "@" in parts.netloc:
-        raise ValueError(
-            "must not contain a user name or password; give credentials as "
-            "controlroom.username with password, api_key or bearer_token"
-        )
+        raise ValueError(f"must not contain a user name or password; {credentials_hint}")
     if not parts.hostname:
         raise ValueError("has no host")
     return url.rstrip("/")
@@ -310,6 +315,22 @@ class ProcessingSettings(_Section):
     admission: AdmissionPolicy = AdmissionPolicy()
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry traces of each event, exported over OTLP/HTTP (protobuf); off by default."""
+
+    enabled: bool = False
+    # The collector's OTLP/HTTP traces endpoint (an OpenTelemetry Collector, Jaeger, Tempo...).
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = Field("streamproc", min_length=1, max_length=256)
+    # The share of new traces recorded; an input's traceparent decides for its own trace.
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return check_http_url(value, "a collector's credentials go in OTEL_EXPORTER_OTLP_HEADERS")
+
+
 class ObservabilitySettings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -321,6 +342,7 @@ class ObservabilitySettings(_Section):
     status_page: bool = True
     # A "progress" log line with totals and rates this often; 0 turns it off.
     progress_interval_s: float = Field(30.0, ge=0)
+    tracing: TracingSettings = TracingSettings()
 
 
 def _default_tasks() -> tuple[ApiTaskSettings, ...]:

@@ -34,6 +34,7 @@ class Allocation:
         "invalid",
         "last_attempt",
         "last_request_id",
+        "last_traceparent",
         "max_in_flight",
         "rejected",
         "run_as_user_id",
@@ -57,6 +58,7 @@ class Allocation:
         # to the event and attempt that sent it.
         self.last_request_id: str | None = None
         self.last_attempt: str | None = None
+        self.last_traceparent: str | None = None  # W3C trace context, when the client traces
 
     def try_acquire(self) -> bool:
         """Admit one execute, or count a rejection when the limit is reached."""
@@ -74,7 +76,7 @@ class Allocation:
         """Zero the counters; the high-water mark restarts from what is in flight now."""
         self.max_in_flight = self.in_flight
         self.executed = self.rejected = self.failed = self.invalid = 0
-        self.last_request_id = self.last_attempt = None
+        self.last_request_id = self.last_attempt = self.last_traceparent = None
 
     def list_entry(self) -> dict[str, Any]:
         """The entry of the list endpoint: ids as strings, the limit as a number."""
@@ -99,6 +101,7 @@ class Allocation:
             "invalid": self.invalid,
             "lastRequestId": self.last_request_id,
             "lastAttempt": self.last_attempt,
+            "lastTraceparent": self.last_traceparent,
         }
 
 

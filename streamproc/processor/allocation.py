@@ -179,10 +179,12 @@ class Allocation:
                 # A probe: nothing started for a while, so the estimate may be stale.
                 self._refused_s = quantile_s
             self._idle.pop().set_result(work)
-            return None
-        if not self.queue.feasible(work.deadline, now, self._plan(mono)):
+        elif self.queue.feasible(work.deadline, now, self._plan(mono)):
+            self.queue.push(work, now)
+        else:
             return "infeasible"
-        self.queue.push(work, now)
+        if work.flight.trace is not None:
+            work.flight.trace.waiting(work)
         return None
 
     def sweep(self, now: float) -> None:
@@ -241,6 +243,8 @@ class Allocation:
             return
         work.state = "failed"
         work.failure = reason
+        if work.flight.trace is not None:
+            work.flight.trace.gave_up(work, reason)
         self.finished(work)
 
     async def _attempt(self, work: Work) -> None:
@@ -261,6 +265,9 @@ class Allocation:
         work.attempts += 1
         assert flight.event is not None
         headers = {"X-Request-Id": flight.event.event_id, "X-Attempt": str(work.attempts)}
+        trace = flight.trace
+        if trace is not None:
+            trace.executing(work, headers)  # the attempt's span; its traceparent goes along
         try:
             result = await self.executor.execute_body(
                 work.body, timeout_s=self._timeout_s, headers=headers
@@ -268,11 +275,15 @@ class Allocation:
         except ControlRoomError as exc:
             error: ControlRoomError = exc
         else:
+            if trace is not None:
+                trace.executed(work, None)
             self._answered(work, result, started)
             return
         finally:
             # Exactly once per slot: success, failure, or cancellation mid-attempt.
             self.budget.release()
+        if trace is not None:
+            trace.executed(work, error)
         self._failed(work, error, started)
 
     def _answered(self, work: Work, result: ExecuteOutcome, started: float) -> None:

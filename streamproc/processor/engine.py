@@ -62,7 +62,7 @@ from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.processor.allocation import Allocation, reason_of
 from streamproc.processor.arrival import Arrival
-from streamproc.processor.flight import Flight, Work
+from streamproc.processor.flight import Flight, Tracer, Work
 from streamproc.processor.outcomes import Outcome, OutcomeCounts, Outcomes
 
 log = get_logger("processor")
@@ -144,6 +144,7 @@ class Processor:
         *,
         on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
         on_output: Callable[[Flight], None] | None = None,
+        tracer: Tracer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -156,6 +157,8 @@ class Processor:
         self._on_assignment = on_assignment
         # Sees each acknowledged output (the status page's recent list); None costs nothing.
         self._on_output = on_output
+        # Starts each record's trace when tracing is on; None costs one test per record.
+        self._tracer = tracer
         self._kafka = settings.kafka
         self._proc = settings.processing
         self._gate = OrderingGate(self._proc.ordering)
@@ -280,6 +283,7 @@ class Processor:
         partitions = self._partitions
         max_bytes = self._proc.max_event_bytes
         gate = self._gate
+        tracer = self._tracer
         admitted = 0
         for _ in range(min(len(intake), _INTAKE_CHUNK)):
             record = intake.popleft()
@@ -305,6 +309,8 @@ class Processor:
                 continue
             part.idle.clear()
             flight = Flight(record)
+            if tracer is not None:
+                tracer.consumed(flight)
             part.flights[record.offset] = flight
             self._in_flight += 1
             try:
@@ -392,6 +398,8 @@ class Processor:
     def _settle(self, flight: Flight, outcome: Outcome) -> Flight | None:
         """Hand ``flight``'s output to the producer and release its lane; returns the next
         event of the lane, which may start now."""
+        if flight.trace is not None:
+            flight.trace.publishing(flight, outcome)
         flight.settled = True
         flight.outcome = outcome
         # The works are reported in the outcome now; dropping them breaks the flight <-> work
@@ -441,6 +449,8 @@ class Processor:
             if error is not None:
                 log.warning("correction_not_acknowledged", error=str(error))
             return
+        if flight.trace is not None:
+            flight.trace.acknowledged(error)
         record = flight.record
         part = self._partitions.get(record.tp)
         if part is None or part.flights.get(record.offset) is not flight:

@@ -5,21 +5,43 @@ A :class:`Flight` is one consumed record: its decoded event, its deadline, and o
 of each is made per event, and nothing else is (no task, timer, future or lock per event).
 A flight is *settled* once its output (decision or dead letter) is chosen; from then on any
 work still running is late, and its result is counted and dropped.
+
+With tracing on, a flight also holds its :class:`Trace` (the spans of its stages), which the
+stages report to; off, it is None and each stage tests only that.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from streamproc.core.decisions import FallbackReason, TaskReport
 from streamproc.core.mapping import TaskVerdict
 
 if TYPE_CHECKING:
     from streamproc.core.events import TransactionEvent
+    from streamproc.errors import ControlRoomError
     from streamproc.kafka.records import ConsumedRecord
     from streamproc.processor.outcomes import Outcome
 
 WorkState = Literal["waiting", "executing", "backoff", "done", "failed"]
+
+
+class Trace(Protocol):
+    """One event's spans, told of each stage as it happens
+    (:class:`streamproc.observability.tracing.EventTrace`)."""
+
+    def waiting(self, work: Work) -> None: ...
+    def gave_up(self, work: Work, reason: FallbackReason) -> None: ...
+    def executing(self, work: Work, headers: dict[str, str]) -> None: ...
+    def executed(self, work: Work, error: ControlRoomError | None) -> None: ...
+    def publishing(self, flight: Flight, outcome: Outcome) -> None: ...
+    def acknowledged(self, error: BaseException | None) -> None: ...
+
+
+class Tracer(Protocol):
+    """Starts the trace of each consumed record (sets :attr:`Flight.trace`)."""
+
+    def consumed(self, flight: Flight) -> None: ...
 
 
 class Flight:
@@ -34,6 +56,7 @@ class Flight:
         "record",
         "rule",
         "settled",
+        "trace",
         "works",
     )
 
@@ -47,6 +70,7 @@ class Flight:
         self.gated = False  # holds its key's lane until its output is handed over
         self.settled = False
         self.outcome: Outcome | None = None  # the output, once settled
+        self.trace: Trace | None = None  # its spans, when tracing is on
 
 
 class Work:

@@ -65,6 +65,7 @@ def test_a_toml_file_loads() -> None:
     assert settings.processing.retry.max_delay_ms == 200
     assert settings.api_tasks[0].mapping.inputs[2].default == "USD"
     assert settings.observability.http_port == 9108
+    assert settings.observability.tracing.enabled is False
 
 
 def test_the_environment_overrides_the_file(
@@ -76,6 +77,16 @@ def test_the_environment_overrides_the_file(
     settings = load_settings(path)
     assert settings.kafka.group_id == "fraud-2"
     assert settings.kafka.input_topic == "payments"
+
+
+def test_tracing_is_off_by_default_and_set_like_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tracing is off until enabled; [observability.tracing] keys have environment overrides."""
+    assert load_settings().observability.tracing.enabled is False
+    monkeypatch.setenv("STREAMPROC_OBSERVABILITY__TRACING__ENABLED", "true")
+    monkeypatch.setenv("STREAMPROC_OBSERVABILITY__TRACING__SAMPLE_RATIO", "0.25")
+    tracing = load_settings().observability.tracing
+    assert (tracing.enabled, tracing.sample_ratio) == (True, 0.25)
+    assert tracing.endpoint == "http://127.0.0.1:4318/v1/traces"
 
 
 def test_an_unknown_key_fails_with_its_dotted_path(tmp_path: Path) -> None:
@@ -93,6 +104,9 @@ def test_an_unknown_key_fails_with_its_dotted_path(tmp_path: Path) -> None:
         ('[kafka]\nauto_offset_reset = "newest"\n', "kafka.auto_offset_reset"),
         ("[processing.retry]\nmax_attempts = 0\n", "processing.retry.max_attempts"),
         ('[controlroom]\nurl = "ftp://cr"\npassword = "p"\n', "controlroom.url"),
+        ("[observability.tracing]\nsample_ratio = 1.5\n", "observability.tracing.sample_ratio"),
+        ('[observability.tracing]\nendpoint = "otel:4318"\n', "observability.tracing.endpoint"),
+        ('[observability.tracing]\nservice_name = ""\n', "observability.tracing.service_name"),
     ],
 )
 def test_a_bad_value_names_its_key(tmp_path: Path, text: str, key: str) -> None:

@@ -81,6 +81,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
         )
     allocation.last_request_id = request.headers.get("X-Request-Id", "")[:_MAX_ID_CHARS] or None
     allocation.last_attempt = request.headers.get("X-Attempt", "")[:_MAX_ID_CHARS] or None
+    allocation.last_traceparent = request.headers.get("traceparent", "")[:_MAX_ID_CHARS] or None
     raw = await read_body(request, state.body)
     body: Any = parse_json(raw, required=False)
     if not is_empty(raw) and not isinstance(body, dict):

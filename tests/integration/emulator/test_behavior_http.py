@@ -116,6 +116,7 @@ async def test_stats_reset(emulator: EmulatorHandle, session: aiohttp.ClientSess
         "invalid": 0,
         "lastRequestId": None,
         "lastAttempt": None,
+        "lastTraceparent": None,
     }
 
 

@@ -44,7 +44,7 @@ from streamproc.kafka.records import ConsumedRecord, OutputRecord, TopicPartitio
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.processor.allocation import Allocation
 from streamproc.processor.engine import Processor
-from streamproc.processor.flight import Flight
+from streamproc.processor.flight import Flight, Tracer
 
 T0 = 1_700_000_000.0
 INPUT = "transactions"
@@ -698,6 +698,7 @@ def build(
     circuit: CircuitBreaker | None = None,
     on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
     on_output: Callable[[Flight], None] | None = None,
+    tracer: Tracer | None = None,
 ) -> Harness:
     """A processor with fake source, sink and executors; one executor per API Task."""
     settings = settings or make_settings()
@@ -733,6 +734,7 @@ def build(
         metrics,
         on_assignment=on_assignment,
         on_output=on_output,
+        tracer=tracer,
         clock=clock,
     )
     return Harness(settings, clock, timeline, metrics, executors, allocations, processor)
