@@ -56,8 +56,9 @@ from streamproc.observability.status import Identity, StatusBoard
 from streamproc.observability.statuspage import StatusPage
 from streamproc.processor.allocation import Allocation
 from streamproc.processor.budget_share import BudgetSplitter
-from streamproc.processor.engine import Processor, Sink
+from streamproc.processor.engine import Processor
 from streamproc.processor.flight import Flight, Tracer
+from streamproc.processor.ports import Sink
 
 log = get_logger("app")
 T = TypeVar("T")

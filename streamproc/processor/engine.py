@@ -22,10 +22,8 @@ longer finish in time. Nothing is created per event but the event's own state.
 Backpressure: at ``max_in_flight`` events the assigned partitions are paused and the consumer
 keeps polling (so the group never sees a missed ``max.poll.interval.ms``); they resume at half.
 
-Rebalances run on the consumer thread and hop here: a revoked partition's events still waiting
-for their lane are dropped (its next owner starts from the committed position), its events
-being scored finish (each is bounded by its deadline), and its safe prefix is committed before
-the partition moves.
+Commits and transactions are in :mod:`.commits`; rebalances, which run on the consumer thread
+and hop here, in :mod:`.rebalance`.
 """
 
 from __future__ import annotations
@@ -35,28 +33,15 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import TimeoutError as FutureTimeoutError
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from streamproc.config import Settings
 from streamproc.core.decisions import FallbackReason
 from streamproc.core.events import decode_event
 from streamproc.core.mapping import TaskVerdict
-from streamproc.core.offsets import (
-    CommitPoint,
-    PartitionOffsets,
-    TopicPartition,
-    decode_completed,
-    encode_completed,
-)
+from streamproc.core.offsets import TopicPartition
 from streamproc.core.ordering import OrderingGate
-from streamproc.errors import (
-    BadInputError,
-    KafkaDeliveryError,
-    KafkaTransactionError,
-    RetryableError,
-)
+from streamproc.errors import BadInputError, KafkaDeliveryError, RetryableError
 from streamproc.kafka.records import ConsumedRecord, OutputRecord
 from streamproc.logs import get_logger
 from streamproc.observability.metrics import ProcessorMetrics
@@ -64,74 +49,18 @@ from streamproc.processor.allocation import Allocation, reason_of
 from streamproc.processor.arrival import Arrival
 from streamproc.processor.flight import Flight, Tracer, Work
 from streamproc.processor.outcomes import Outcome, OutcomeCounts, Outcomes
+from streamproc.processor.partition import PartitionState
+from streamproc.processor.ports import BUSY_TICK_S, Sink, Source, log_failure
+from streamproc.processor.rebalance import Rebalancing
 
 log = get_logger("processor")
 
-T = TypeVar("T")
-BUSY_TICK_S = 0.005
 # Records taken in per turn of the event loop (about a millisecond of work).
 _INTAKE_CHUNK = 32
 IDLE_TICK_S = 0.1
 
 
-class Source(Protocol):
-    room: int
-    last_poll_monotonic: float
-
-    async def start(
-        self,
-        deliver: Callable[[list[ConsumedRecord]], None],
-        fail: Callable[[BaseException], None],
-    ) -> None: ...
-    async def commit(self, points: Mapping[TopicPartition, CommitPoint]) -> bool: ...
-    async def seek(self, positions: Mapping[TopicPartition, int]) -> None: ...
-    def group_metadata(self) -> Any: ...
-    async def pause(self, partitions: Sequence[TopicPartition]) -> None: ...
-    async def resume(self, partitions: Sequence[TopicPartition]) -> None: ...
-    async def close(self) -> None: ...
-
-
-class Sink(Protocol):
-    def produce(self, record: OutputRecord, token: Flight | None) -> bool: ...
-    def poll(self) -> int: ...
-    def pending(self) -> int: ...
-
-    # Exactly-once only.
-    async def start_transactions(self) -> None: ...
-    def begin(self) -> None: ...
-    async def commit(self, offsets: Mapping[TopicPartition, CommitPoint], group: Any) -> None: ...
-    async def abort(self) -> None: ...
-    async def renew(self) -> None: ...
-
-
-class _Partition:
-    __slots__ = (
-        "committed",
-        "done",
-        "first_offset",
-        "flights",
-        "idle",
-        "last_offset",
-        "offsets",
-        "revoking",
-        "rewinding",
-    )
-
-    def __init__(self, done: frozenset[int] = frozenset()) -> None:
-        self.offsets = PartitionOffsets()
-        self.flights: dict[int, Flight] = {}
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.revoking = False
-        self.committed: CommitPoint | None = None
-        self.first_offset: int | None = None  # where reading began, for a rewind
-        self.last_offset: int | None = None
-        self.rewinding = False  # records fetched before a rewind's seek are dropped
-        # Offsets a previous owner completed beyond its commit: skipped, not decided again.
-        self.done = set(done)
-
-
-class Processor:
+class Processor(Rebalancing):
     """One consumer group member. ``run()`` until ``stop`` is set, then drain and commit."""
 
     def __init__(
@@ -162,7 +91,7 @@ class Processor:
         self._kafka = settings.kafka
         self._proc = settings.processing
         self._gate = OrderingGate(self._proc.ordering)
-        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._partitions: dict[TopicPartition, PartitionState] = {}
         self._in_flight = 0
         self._paused = False
         self._resuming: asyncio.Task[None] | None = None
@@ -524,7 +453,7 @@ class Processor:
         self._paused = True
         self.metrics.paused.set(1)
         task = asyncio.get_running_loop().create_task(self.source.pause(list(self._partitions)))
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(log_failure)
         log.info("intake_paused", in_flight=self._in_flight)
 
     def _maybe_resume(self) -> None:
@@ -544,293 +473,6 @@ class Processor:
         await self.source.resume(list(self._partitions))
         log.info("intake_resumed", in_flight=self._in_flight)
 
-    # -- commits ------------------------------------------------------------------------------
-
-    async def _commit_loop(self) -> None:
-        interval = (
-            self._proc.transaction_interval_ms
-            if self._exactly_once
-            else self._kafka.commit_interval_ms
-        ) / 1000
-        while True:
-            await asyncio.sleep(interval)
-            await self._commit()
-
-    def _positions(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, CommitPoint]:
-        """What to commit for ``tps``: each partition's position and, in its metadata, the
-        offsets completed above it; only where that changed since the last commit."""
-        points: dict[TopicPartition, CommitPoint] = {}
-        limit = self._kafka.offset_metadata_max_bytes
-        for tp in tps:
-            part = self._partitions.get(tp)
-            if part is None:
-                continue
-            found = part.offsets.commit_point()
-            if found is None:
-                continue
-            position, done = found
-            metadata = encode_completed(position, done)
-            if len(metadata) > limit:
-                # Too many scattered completions to name: the plain position is still safe,
-                # those events are redone after a crash.
-                self._metadata_dropped.inc()
-                metadata = ""
-            point = CommitPoint(position, metadata)
-            if point != part.committed:
-                points[tp] = point
-        return points
-
-    async def _commit(self) -> None:
-        if self._exactly_once:
-            await self._commit_transaction()
-            return
-        points = self._positions(list(self._partitions))
-        if not points:
-            return
-        ok = await self.source.commit(points)
-        self.metrics.commits.labels("ok" if ok else "failed").inc()
-        if ok:
-            self._mark_committed(points)
-
-    def _mark_committed(self, points: Mapping[TopicPartition, CommitPoint]) -> None:
-        for tp, point in points.items():
-            part = self._partitions.get(tp)
-            if part is None:
-                continue
-            part.committed = point
-            if part.last_offset is not None:
-                lag = part.last_offset + 1 - point.offset
-                self.metrics.commit_lag.labels(tp.topic, str(tp.partition)).set(lag)
-
-    # -- transactions (exactly once) ----------------------------------------------------------
-
-    async def _commit_transaction(self) -> None:
-        """Commit the open transaction with the offsets it completes, then open the next one.
-
-        While it commits, outputs wait in the overflow (librdkafka refuses a produce during a
-        commit), in order. A transaction that cannot commit is aborted and its events redone.
-        """
-        async with self._commit_lock:  # a revoke and the commit loop may both ask
-            await self._commit_transaction_now()
-
-    async def _commit_transaction_now(self) -> None:
-        points = self._positions(list(self._partitions))
-        if not points and not self._in_transaction and self._transaction_error is None:
-            return
-        self._committing = True
-        try:
-            error = self._transaction_error or await self._until_delivered()
-            if error is None:
-                points = self._positions(list(self._partitions))
-                try:
-                    await self.sink.commit(points, self.source.group_metadata())
-                except KafkaTransactionError as exc:
-                    error = exc
-            if error is not None:
-                await self._rewind(error)
-            else:
-                self._mark_committed(points)
-                self.metrics.commits.labels("ok").inc()
-                self._in_transaction = 0
-            self.sink.begin()
-        finally:
-            self._committing = False
-        self._flush_overflow()
-        pending, self._corrections = self._corrections, []
-        for correction in pending:
-            self._produce_correction(correction)
-
-    async def _until_delivered(self) -> BaseException | None:
-        """Wait, serving delivery reports on this loop, until every output is acknowledged:
-        the commit would otherwise serve them in its worker thread, or wait for them blind."""
-        give_up = time.monotonic() + self._proc.drain_timeout_s
-        while self.sink.pending():
-            if self._transaction_error is not None:
-                return self._transaction_error
-            if time.monotonic() > give_up:
-                return KafkaTransactionError(
-                    "outputs not acknowledged in time", operation="commit", abortable=True
-                )
-            self.sink.poll()
-            await asyncio.sleep(BUSY_TICK_S)
-        return self._transaction_error
-
-    async def _rewind(self, error: BaseException) -> None:
-        """Abort the open transaction and read every partition again from its last commit:
-        the aborted outputs are never seen by read_committed readers, and their events are
-        decided again."""
-        fatal = isinstance(error, KafkaTransactionError) and error.fatal
-        log.warning("transaction_aborted", error=str(error), renew_producer=fatal)
-        self.metrics.commits.labels("aborted").inc()
-        try:
-            if fatal:
-                await self.sink.renew()
-            else:
-                await self.sink.abort()
-        except KafkaTransactionError as exc:
-            log.warning("transaction_abort_failed", error=str(exc))
-            await self.sink.renew()
-        positions: dict[TopicPartition, int] = {}
-        for tp, part in self._partitions.items():
-            start = part.committed.offset if part.committed else part.first_offset
-            part.rewinding = start is not None
-            for flight in part.flights.values():
-                flight.settled = True  # what is still running is no longer wanted
-            self._in_flight -= len(part.flights)
-            part.flights.clear()
-            part.idle.set()
-            self._gate.reset_partition(tp)
-            if start is not None:
-                positions[tp] = start
-                part.offsets.reset(start)
-                committed = part.committed
-                part.done = set(
-                    decode_completed(committed.offset, committed.metadata) if committed else ()
-                )
-        self._overflow.clear()
-        self._intake = deque(r for r in self._intake if r.tp not in positions)
-        self._in_transaction = 0
-        self._transaction_error = None
-        self._maybe_resume()
-        # Seeking happens on the consumer thread, which may be inside a rebalance callback
-        # waiting for this very loop: do not wait for it here.
-        task = asyncio.get_running_loop().create_task(self._seek_back(positions))
-        task.add_done_callback(_log_failure)
-
-    async def _seek_back(self, positions: Mapping[TopicPartition, int]) -> None:
-        await self.source.seek(positions)
-        for tp in positions:
-            part = self._partitions.get(tp)
-            if part is not None:
-                part.rewinding = False
-
-    # -- rebalance (the consumer thread calls these; they run on the loop) --------------------
-
-    def on_assigned(
-        self,
-        partitions: Sequence[TopicPartition],
-        committed: Mapping[TopicPartition, CommitPoint] | None = None,
-    ) -> None:
-        self._on_loop(self._assign(partitions, committed or {}), timeout_s=30)
-
-    def on_revoked(
-        self, partitions: Sequence[TopicPartition]
-    ) -> Mapping[TopicPartition, CommitPoint]:
-        result = self._on_loop(self._revoke(partitions), timeout_s=self._proc.drain_timeout_s + 5)
-        return result or {}
-
-    def on_lost(self, partitions: Sequence[TopicPartition]) -> None:
-        self._on_loop(self._lose(partitions), timeout_s=30)
-
-    def _on_loop(self, coro: Coroutine[Any, Any, T], *, timeout_s: float) -> T | None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            coro.close()
-            return None
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
-        try:
-            return future.result(timeout_s)
-        except FutureTimeoutError:
-            log.error("rebalance_callback_timeout", timeout_s=timeout_s)
-            future.cancel()
-            return None
-
-    async def _assign(
-        self, partitions: Sequence[TopicPartition], committed: Mapping[TopicPartition, CommitPoint]
-    ) -> None:
-        for tp in partitions:
-            point = committed.get(tp)
-            done = decode_completed(point.offset, point.metadata) if point else frozenset()
-            if done:
-                log.info("completed_offsets_known", partition=tp.partition, count=len(done))
-            self._partitions[tp] = part = _Partition(done)
-            part.committed = point
-        await self._assignment_changed()
-
-    async def _assignment_changed(self) -> None:
-        # While stopping, the final revoke empties the assignment: nothing to re-split for.
-        if self._on_assignment is not None and not self._stopping:
-            try:
-                await self._on_assignment(list(self._partitions))
-            except Exception:  # a failed re-split keeps the previous shares; not fatal
-                log.exception("assignment_listener_failed")
-
-    async def _revoke(
-        self, partitions: Sequence[TopicPartition]
-    ) -> dict[TopicPartition, CommitPoint]:
-        owned = [tp for tp in partitions if tp in self._partitions]
-        for tp in owned:
-            part = self._partitions[tp]
-            part.revoking = True
-            # Events still waiting for their lane never started: drop them; they stay
-            # uncommitted for the next owner.
-            for offset in self._gate.drop_partition(tp):
-                flight = part.flights.pop(offset, None)
-                if flight is not None:
-                    flight.settled = True
-                    self._in_flight -= 1
-            if not part.flights:
-                part.idle.set()
-        if not await self._wait_idle(owned, self._proc.drain_timeout_s):
-            log.warning("revoke_drain_timeout", partitions=len(owned))
-        if self._exactly_once:
-            # Their offsets go with the transaction that holds their outputs, now, before the
-            # next owner reads from the committed positions; the consumer commits nothing.
-            await self._commit_transaction()
-            for tp in owned:
-                self._forget(tp)
-            await self._assignment_changed()
-            await self._within_shares()
-            return {}
-        positions = self._positions(owned)
-        for tp in owned:
-            self._forget(tp)
-        await self._assignment_changed()
-        await self._within_shares()
-        return positions
-
-    async def _within_shares(self) -> None:
-        """Wait until the executes in flight fit each allocation's (smaller) share.
-
-        The partitions' next owner takes its share of the budget as soon as this revoke
-        returns; executes still running here on the old share would then add up to more
-        than the allocation allows, and the Control Room would refuse the excess."""
-        give_up = time.monotonic() + self._proc.drain_timeout_s
-        while any(a.in_flight > a.limit for a in self.allocations.values()):
-            if time.monotonic() > give_up:
-                log.warning("budget_share_not_reached", drain_timeout_s=self._proc.drain_timeout_s)
-                return
-            await asyncio.sleep(BUSY_TICK_S)
-
-    async def _lose(self, partitions: Sequence[TopicPartition]) -> None:
-        # Lost, not revoked: another member may already own them; commit nothing.
-        for tp in partitions:
-            if tp in self._partitions:
-                self._gate.reset_partition(tp)
-                self._forget(tp)
-        await self._assignment_changed()
-
-    def _forget(self, tp: TopicPartition) -> None:
-        part = self._partitions.pop(tp)
-        for flight in part.flights.values():
-            flight.settled = True  # its works, queued or running, are no longer wanted
-            self._in_flight -= 1
-        # Events that leave with the partition never complete: without this, losing the
-        # partitions that held the in-flight work would leave the others paused for good.
-        self._maybe_resume()
-        if part.committed is not None:
-            self.metrics.commit_lag.remove(tp.topic, str(tp.partition))
-
-    async def _wait_idle(self, tps: Sequence[TopicPartition], timeout_s: float) -> bool:
-        waits = [self._partitions[tp].idle.wait() for tp in tps if tp in self._partitions]
-        if not waits:
-            return True
-        try:
-            await asyncio.wait_for(asyncio.gather(*waits), timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
 
 def _reason_at_deadline(work: Work) -> FallbackReason:
     """Why ``work`` has no verdict at its event's deadline, from what it was doing then."""
@@ -839,8 +481,3 @@ def _reason_at_deadline(work: Work) -> FallbackReason:
     if work.state == "backoff" and isinstance(work.error, RetryableError):
         return reason_of(work.error)
     return "deadline"
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("consumer_request_failed", error=str(task.exception()))
