@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install tools lint typecheck test test-unit test-integration test-containers containers demo emulator kafka-up kafka-down kafka-secure-up kafka-secure-down bench clean
+.PHONY: help install tools lint typecheck test test-unit test-integration test-containers containers demo emulator kafka-up kafka-down kafka-secure-up kafka-secure-down kafka-cluster-up kafka-cluster-down chaos bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -67,6 +67,12 @@ kafka-secure-up:  ## the same broker with a SASL_SSL listener (SCRAM-SHA-512, th
 
 kafka-secure-down:  ## stop the secured broker
 	scripts/kafka.sh down --secure
+
+kafka-cluster-up:  ## a 3-node KRaft cluster on 127.0.0.1:9492,9494,9496 (replication 3, min.insync.replicas 2)
+	scripts/kafka.sh up --cluster
+
+kafka-cluster-down:  ## stop the 3-node cluster
+	scripts/kafka.sh down --cluster
 
 emulator: $(STAMP)  ## run the Control Room emulator on 127.0.0.1:8090
 	$(BIN)/streamproc emulator --host 127.0.0.1 --port 8090

@@ -17,6 +17,16 @@
 # broker-9392/client.properties (librdkafka settings) and broker-9392/streamproc.env
 # (STREAMPROC_KAFKA__* variables): `set -a; . .kafka/broker-9392/streamproc.env; set +a`.
 #
+# Cluster mode: `scripts/kafka.sh up --cluster` (or KAFKA_CLUSTER=1; every command takes it) runs
+# three nodes, each a broker and a controller, as one cluster with a three-voter KRaft quorum:
+# clients on 127.0.0.1:9492, 9494 and 9496, controllers on the port above each (9493, 9495, 9497).
+# Topics default to replication factor 3 and min.insync.replicas 2, so the cluster keeps taking
+# acks=all writes with one node down. A killed node is fenced after 4 s without a heartbeat (the
+# default is 9 s), so failover tests wait less. For fault tests:
+#   scripts/kafka.sh kill N --cluster   SIGKILL node N (1, 2 or 3), as a crash would
+#   scripts/kafka.sh up --cluster       start every node that is not running; wait for all three
+#   scripts/kafka.sh logs N --cluster   node N's log
+#
 # Everything lives in a git-ignored folder (default .kafka/ in the repository):
 #   libs-<version>/            the broker's jars, complete or absent, never half
 #   cds/                       a class-data archive that makes later starts faster
@@ -24,10 +34,14 @@
 #   broker-<port>/server.log   the broker's console output (the previous run's is server.log.1)
 #   broker-<port>/broker.pid
 #   broker-<port>/tls/, credentials, client.properties, streamproc.env   (secure mode)
+#   cluster-<port>/node-<n>/   each node's data, log and pid file, as broker-<port>/ (cluster mode)
+#   cluster-<port>/cluster.id  the cluster id all three nodes are formatted with
 #
 # Environment (all optional):
-#   KAFKA_PORT            client port on 127.0.0.1 (9092, secure 9392); the controller takes +1
+#   KAFKA_PORT            client port on 127.0.0.1 (9092, secure 9392, cluster 9492: the first
+#                         node's; nodes take every second port); the controller takes +1
 #   KAFKA_SECURE          1: secure mode, as --secure
+#   KAFKA_CLUSTER         1: cluster mode, as --cluster
 #   KAFKA_HOME_DIR        cache, data and logs (<repo>/.kafka)
 #   KAFKA_HEAP_OPTS       (-Xms256m -Xmx768m)
 #   KAFKA_LOG_LEVEL       root log level of the broker (WARN)
@@ -51,26 +65,47 @@ readonly PROBE=$SUPPORT_DIR/probe.py
 COMMAND=${1:-}
 [[ $# -gt 0 ]] && shift
 SECURE=${KAFKA_SECURE:-0}
+CLUSTER=${KAFKA_CLUSTER:-0}
 ARGS=()
 for arg in "$@"; do
 	case $arg in
 	--secure) SECURE=1 ;;
+	--cluster) CLUSTER=1 ;;
 	*) ARGS+=("$arg") ;;
 	esac
 done
 [[ $SECURE == 1 ]] || SECURE=0
-readonly SECURE COMMAND
+[[ $CLUSTER == 1 ]] || CLUSTER=0
+# Set by the cluster commands when they run this script for one of the cluster's nodes.
+NODE_ID=${KAFKA_CLUSTER_NODE:-}
+readonly SECURE CLUSTER NODE_ID COMMAND
+if ((SECURE && CLUSTER)); then
+	printf 'kafka: error: --secure and --cluster cannot be combined\n' >&2
+	exit 1
+fi
 # Secure mode writes passwords (server.properties, credentials, client files): private files.
 ((SECURE)) && umask 077
 
 if ((SECURE)); then
 	KAFKA_PORT=${KAFKA_PORT:-9392}
+elif ((CLUSTER)); then
+	KAFKA_PORT=${KAFKA_PORT:-9492}
 else
 	KAFKA_PORT=${KAFKA_PORT:-9092}
 fi
-if ! [[ $KAFKA_PORT =~ ^[0-9]+$ ]] || ((KAFKA_PORT < 1 || KAFKA_PORT > 65534)); then
-	printf 'kafka: error: KAFKA_PORT must be a port number below 65535, got %q\n' "$KAFKA_PORT" >&2
+if ! [[ $KAFKA_PORT =~ ^[0-9]+$ ]] || ((KAFKA_PORT < 1 || KAFKA_PORT > 65529)); then
+	printf 'kafka: error: KAFKA_PORT must be a port number below 65530, got %q\n' "$KAFKA_PORT" >&2
 	exit 1
+fi
+if [[ -n $NODE_ID ]] && { ((!CLUSTER)) || [[ ! $NODE_ID =~ ^[1-3]$ ]]; }; then
+	printf 'kafka: error: KAFKA_CLUSTER_NODE is 1, 2 or 3 with --cluster, got %q\n' "$NODE_ID" >&2
+	exit 1
+fi
+readonly CLUSTER_NODES=3
+# In cluster mode KAFKA_PORT is the first node's: node n listens on KAFKA_PORT + 2(n-1).
+readonly CLUSTER_PORT=$KAFKA_PORT
+if [[ -n $NODE_ID ]]; then
+	KAFKA_PORT=$((CLUSTER_PORT + 2 * (NODE_ID - 1)))
 fi
 readonly KAFKA_PORT
 readonly CONTROLLER_PORT=$((KAFKA_PORT + 1))
@@ -80,7 +115,13 @@ KAFKA_HOME_DIR=$(cd "$KAFKA_HOME_DIR" && pwd)
 readonly KAFKA_HOME_DIR
 readonly LIBS_DIR=$KAFKA_HOME_DIR/libs-$KAFKA_VERSION
 readonly CDS_DIR=$KAFKA_HOME_DIR/cds
-readonly NODE_DIR=$KAFKA_HOME_DIR/broker-$KAFKA_PORT
+readonly CLUSTER_DIR=$KAFKA_HOME_DIR/cluster-$CLUSTER_PORT
+readonly CLUSTER_ID_FILE=$CLUSTER_DIR/cluster.id
+if [[ -n $NODE_ID ]]; then
+	readonly NODE_DIR=$CLUSTER_DIR/node-$NODE_ID
+else
+	readonly NODE_DIR=$KAFKA_HOME_DIR/broker-$KAFKA_PORT
+fi
 readonly DATA_DIR=$NODE_DIR/data
 readonly CONFIG_FILE=$NODE_DIR/server.properties
 readonly PID_FILE=$NODE_DIR/broker.pid
@@ -105,7 +146,9 @@ die() {
 
 # One `up`, `down` or `reset` at a time: `make test-integration` runs `up` and then the pytest
 # fixture runs it again, and parallel test sessions share the broker.
+# A node of the cluster is started and stopped by a cluster command that holds the lock already.
 take_lock() {
+	[[ -n $NODE_ID ]] && return 0
 	exec 9>"$KAFKA_HOME_DIR/.lock"
 	flock -w 900 9 || die "another scripts/kafka.sh held $KAFKA_HOME_DIR/.lock for 15 minutes"
 }
@@ -302,22 +345,12 @@ STREAMPROC_KAFKA__SSL_CA_LOCATION=$TLS_DIR/ca.pem
 EOF
 }
 
-write_config() {
-	local log_dirs=$1 file=$2
-	cat >"$file" <<EOF
-# Written by scripts/kafka.sh on every start; edit the script, not this file.
-process.roles=broker,controller
+# The quorum and the replication of one node, or of a node of the cluster.
+replication_config() {
+	if [[ -z $NODE_ID ]]; then
+		cat <<EOF
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-controller.listener.names=CONTROLLER
-$(listener_config)
-log.dirs=$log_dirs
-
-# Topics are created explicitly (streamproc.kafka.admin.ensure_topics, the test fixtures), so
-# a typo in a topic name fails instead of silently creating a topic.
-auto.create.topics.enable=false
-delete.topic.enable=true
-num.partitions=1
 default.replication.factor=1
 min.insync.replicas=1
 
@@ -332,6 +365,52 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+EOF
+		return 0
+	fi
+	local voters=() n
+	for ((n = 1; n <= CLUSTER_NODES; n++)); do
+		voters+=("$n@127.0.0.1:$((CLUSTER_PORT + 2 * (n - 1) + 1))")
+	done
+	cat <<EOF
+node.id=$NODE_ID
+# A static quorum of the three nodes: each is a voter, formatted with the same cluster id.
+controller.quorum.voters=$(IFS=,; printf '%s' "${voters[*]}")
+default.replication.factor=3
+min.insync.replicas=2
+
+# Internal topics too: the group coordinator and the transaction coordinator survive a node.
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=3
+group.initial.rebalance.delay.ms=0
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+transaction.state.log.num.partitions=3
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+
+# A node that stops heartbeating is fenced (its partitions get new leaders) after 4 s, not 9.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=4000
+EOF
+}
+
+write_config() {
+	local log_dirs=$1 file=$2
+	cat >"$file" <<EOF
+# Written by scripts/kafka.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+controller.listener.names=CONTROLLER
+$(listener_config)
+log.dirs=$log_dirs
+
+# Topics are created explicitly (streamproc.kafka.admin.ensure_topics, the test fixtures), so
+# a typo in a topic name fails instead of silently creating a topic.
+auto.create.topics.enable=false
+delete.topic.enable=true
+num.partitions=1
+
+$(replication_config)
 
 # Sized for a 2-core development machine.
 num.network.threads=2
@@ -343,6 +422,16 @@ log.segment.bytes=67108864
 EOF
 }
 
+# A Kafka cluster id is 16 random bytes in URL-safe base64 without padding; Kafka's own
+# generator also avoids a leading '-', which would read as an option.
+new_cluster_id() {
+	local cluster_id=-
+	while [[ $cluster_id == -* ]]; do
+		cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+	done
+	printf '%s\n' "$cluster_id"
+}
+
 # Formats into a side folder and renames it into place, so a failed format leaves no data dir
 # that a later start would trust.
 format_storage() {
@@ -350,13 +439,14 @@ format_storage() {
 	local partial=$NODE_DIR/data.partial cluster_id output user scram
 	rm -rf "$partial" "$DATA_DIR"
 	write_config "$partial" "$NODE_DIR/format.properties"
-	# A Kafka cluster id is 16 random bytes in URL-safe base64 without padding; Kafka's own
-	# generator also avoids a leading '-', which would read as an option.
-	cluster_id=-
-	while [[ $cluster_id == -* ]]; do
-		cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
-	done
+	if [[ -n $NODE_ID ]]; then
+		cluster_id=$(<"$CLUSTER_ID_FILE")
+	else
+		cluster_id=$(new_cluster_id)
+	fi
+	# One node is a quorum of its own; a cluster's nodes find theirs in controller.quorum.voters.
 	scram=()
+	[[ -z $NODE_ID ]] && scram=(--standalone)
 	if ((SECURE)); then
 		# The users exist from the first start on. Their passwords are on this command line for
 		# the second the tool runs: acceptable for a throw-away local broker, not for production.
@@ -365,7 +455,7 @@ format_storage() {
 		done
 	fi
 	if ! output=$("$JAVA" "${TOOL_OPTS[@]}" -cp "$LIBS_DIR/*" kafka.tools.StorageTool format \
-		--standalone -t "$cluster_id" -c "$NODE_DIR/format.properties" "${scram[@]}" 2>&1); then
+		-t "$cluster_id" -c "$NODE_DIR/format.properties" "${scram[@]}" 2>&1); then
 		rm -rf "$partial"
 		printf '%s\n' "$output" >&2
 		die "formatting the broker's storage failed (output above)"
@@ -458,7 +548,11 @@ stop_pid() {
 		while alive "$pid" && ((SECONDS < deadline)); do
 			sleep 0.1
 		done
-		rm -f "$CDS_DIR"/*.jsa.partial
+		[[ -z $NODE_ID ]] && rm -f "$CDS_DIR"/*.jsa.partial
+	fi
+	if [[ -n $NODE_ID ]]; then
+		rm -f "$PID_FILE"
+		return 0 # the archive is the single broker's to write
 	fi
 	for archive in "$CDS_DIR"/*.jsa.partial; do
 		[[ -s $archive ]] && mv -f "$archive" "${archive%.partial}"
@@ -467,8 +561,10 @@ stop_pid() {
 }
 
 jvm_options() {
-	local heap extra archive
-	read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+	local heap extra archive default_heap=(-Xms256m -Xmx768m)
+	# Three nodes of a test cluster need less each than the development broker.
+	[[ -n $NODE_ID ]] && default_heap=(-Xms128m -Xmx512m)
+	read -r -a heap <<<"${KAFKA_HEAP_OPTS:-${default_heap[*]}}"
 	read -r -a extra <<<"${KAFKA_OPTS:-}"
 	# Measured on 2 cores (start to first metadata answer; see the commit that added this):
 	# Serial GC instead of G1 starts a little faster and leaves the second core to the tests; an
@@ -491,10 +587,11 @@ jvm_options() {
 	# keeps it only after a clean exit, so a half-written archive is never used.
 	archive=$CDS_DIR/kafka-$KAFKA_VERSION-java-${JAVA_RUNTIME//[^A-Za-z0-9._-]/_}.jsa
 	mkdir -p "$CDS_DIR"
-	rm -f "$CDS_DIR"/*.jsa.partial
+	# Only a single broker writes the archive: three nodes would write one file at once.
+	[[ -z $NODE_ID ]] && rm -f "$CDS_DIR"/*.jsa.partial
 	if [[ -s $archive ]]; then
 		BROKER_OPTS+=("-XX:SharedArchiveFile=$archive")
-	else
+	elif [[ -z $NODE_ID ]]; then
 		BROKER_OPTS+=("-XX:ArchiveClassesAtExit=$archive.partial")
 	fi
 	BROKER_OPTS+=("${extra[@]}")
@@ -606,6 +703,22 @@ cmd_logs() {
 	cat "$LOG_FILE"
 }
 
+# A crash, for fault tests: no shutdown hook runs, no leadership is handed over.
+cmd_kill() {
+	local pid
+	take_lock
+	if ! pid=$(running_pid) && ! pid=$(adopt_orphan); then
+		say "node $NODE_ID is not running"
+		return 0
+	fi
+	kill -KILL "$pid" 2>/dev/null || true
+	while alive "$pid"; do
+		sleep 0.05
+	done
+	rm -f "$PID_FILE"
+	say "killed node $NODE_ID (pid $pid) with SIGKILL"
+}
+
 cmd_reset() {
 	cmd_down
 	rm -rf "$DATA_DIR" "$NODE_DIR/data.partial" "$TLS_DIR"
@@ -613,13 +726,110 @@ cmd_reset() {
 	say "deleted $DATA_DIR; the next 'up' formats a fresh cluster"
 }
 
+# -- cluster mode: the commands below run this script once per node ----------------------------
+
+cluster_bootstrap() {
+	local n servers=()
+	for ((n = 1; n <= CLUSTER_NODES; n++)); do
+		servers+=("127.0.0.1:$((CLUSTER_PORT + 2 * (n - 1)))")
+	done
+	(IFS=,; printf '%s\n' "${servers[*]}")
+}
+
+on_node() {
+	local node=$1
+	shift
+	env KAFKA_CLUSTER=1 KAFKA_PORT="$CLUSTER_PORT" KAFKA_CLUSTER_NODE="$node" \
+		"$REPO_ROOT/scripts/kafka.sh" "$@"
+}
+
+# Each node waits for a majority of the quorum before it answers, so all start at once.
+cluster_up() {
+	local started=$SECONDS n pids=() failed=() python bootstrap
+	take_lock
+	fetch_libs
+	mkdir -p "$CLUSTER_DIR"
+	[[ -s $CLUSTER_ID_FILE ]] || new_cluster_id >"$CLUSTER_ID_FILE"
+	for ((n = 1; n <= CLUSTER_NODES; n++)); do
+		on_node "$n" up &
+		pids+=($!)
+	done
+	for ((n = 1; n <= CLUSTER_NODES; n++)); do
+		wait "${pids[n - 1]}" || failed+=("$n")
+	done
+	((${#failed[@]} == 0)) || die "node(s) ${failed[*]} did not start (see above)"
+	bootstrap=$(cluster_bootstrap)
+	# Every node answers; ready means every node is also an unfenced broker of the cluster.
+	if python=$(probe_python) &&
+		! "$python" "$PROBE" "$bootstrap" --timeout "$START_TIMEOUT" --brokers "$CLUSTER_NODES"; then
+		die "the cluster did not list all $CLUSTER_NODES brokers within ${START_TIMEOUT} s"
+	fi
+	say "cluster ready on $bootstrap after $((SECONDS - started)) s"
+}
+
+cluster_down() {
+	local n pids=()
+	take_lock
+	for ((n = 1; n <= CLUSTER_NODES; n++)); do
+		on_node "$n" down &
+		pids+=($!)
+	done
+	wait "${pids[@]}" || true
+}
+
+cluster_status() {
+	local n status=0 python
+	for ((n = 1; n <= CLUSTER_NODES; n++)); do
+		printf 'node %s: ' "$n"
+		on_node "$n" status || status=1
+	done
+	if ((status == 0)) && python=$(probe_python) &&
+		! "$python" "$PROBE" "$(cluster_bootstrap)" --timeout 5 --brokers "$CLUSTER_NODES"; then
+		echo "the cluster does not list all $CLUSTER_NODES brokers (a node is fenced)"
+		status=1
+	fi
+	return "$status"
+}
+
+node_argument() {
+	[[ ${1:-} =~ ^[1-3]$ ]] || die "name the node: 1, 2 or 3 (e.g. 'scripts/kafka.sh $COMMAND 2 --cluster')"
+}
+
+cluster_main() {
+	case $COMMAND in
+	up) cluster_up ;;
+	down) cluster_down ;;
+	status) cluster_status ;;
+	kill)
+		node_argument "${ARGS[0]:-}"
+		take_lock
+		on_node "${ARGS[0]}" kill
+		;;
+	logs)
+		node_argument "${ARGS[0]:-}"
+		on_node "${ARGS[0]}" logs "${ARGS[@]:1}"
+		;;
+	reset)
+		cluster_down
+		rm -rf "$CLUSTER_DIR"
+		say "deleted $CLUSTER_DIR; the next 'up --cluster' formats a fresh cluster"
+		;;
+	*) usage ;;
+	esac
+}
+
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
+if ((CLUSTER)) && [[ -z $NODE_ID ]]; then
+	cluster_main
+	exit
+fi
 case $COMMAND in
 up) cmd_up ;;
+kill) [[ -n $NODE_ID ]] && cmd_kill || usage ;;
 down) cmd_down ;;
 status) cmd_status ;;
 logs) cmd_logs "${ARGS[0]:-}" ;;

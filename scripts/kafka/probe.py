@@ -3,10 +3,11 @@
 Used by scripts/kafka.sh: an open port is not readiness (the socket server binds before the
 broker has joined its own quorum), a metadata answer naming a broker is.
 
-    probe.py BOOTSTRAP --timeout SECONDS [--pid PID] [--client-config FILE]
+    probe.py BOOTSTRAP --timeout SECONDS [--pid PID] [--client-config FILE] [--brokers N]
 
 ``--client-config`` names a file of ``key=value`` librdkafka settings (security protocol, SASL,
-CA), for a listener that needs them.
+CA), for a listener that needs them. ``--brokers N`` waits until the answer lists at least N
+brokers: every node of a cluster registered and unfenced.
 
 Exit status: 0 ready, 1 no answer within the timeout, 2 the process PID ended first.
 """
@@ -37,6 +38,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--pid", type=int)
     parser.add_argument("--client-config", type=Path)
+    parser.add_argument("--brokers", type=int, default=1)
     args = parser.parse_args()
     security: dict[str, str] = {}
     if args.client_config is not None:
@@ -68,8 +70,9 @@ def main() -> int:
             # A refused connection can fail at once; pause so the loop does not spin.
             time.sleep(0.1)
             continue
-        if metadata.brokers:
+        if len(metadata.brokers) >= args.brokers:
             return 0
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":
