@@ -1,10 +1,13 @@
 """A load generator process: sample transactions at a steady rate, ``occurred_at`` = now.
 
     python -m bench.loadgen --topic T --rate 600 --duration 30 [--cards 5000] [--count N]
+                            [--malformed-ratio 0.05]
 
 Runs the demo's :class:`~streamproc.demo.feed.SampleFeed` over a pool of ``--cards`` cards,
-without malformed records, in a process of its own, so its CPU never counts as the
-processor's. Prints one JSON line at the end: ``{"sent": n, "acknowledged": n, "failed": n,
+without malformed records unless ``--malformed-ratio`` asks for some, in a process of its own,
+so its CPU never counts as the processor's. With neither ``--duration`` nor ``--count`` it runs
+until SIGTERM or SIGINT. Either signal stops it, waits for the acknowledgements and prints the
+summary, one JSON line: ``{"sent": n, "acknowledged": n, "failed": n,
 "started_at": epoch, "finished_at": epoch}``. With ``--rate 0`` it produces as fast as the
 broker takes them (a backlog).
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -32,9 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, help="records to produce")
     parser.add_argument("--cards", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--malformed-ratio", type=float, default=0.0)
     args = parser.parse_args(argv)
     generator = SampleGenerator(
-        args.seed, malformed_ratio=0.0, mix=MixSettings(cards=args.cards), clock=time.time
+        args.seed,
+        malformed_ratio=args.malformed_ratio,
+        mix=MixSettings(cards=args.cards),
+        clock=time.time,
     )
     feed = SampleFeed(
         sample_producer_config(args.bootstrap, **{"linger.ms": 2}),
@@ -45,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         duration_s=args.duration,
         clock=time.time,
     )
-    stats = feed.run(threading.Event())
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stats = feed.run(stop)
     summary = {
         "sent": stats.sent,
         "acknowledged": stats.acknowledged,

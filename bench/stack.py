@@ -214,15 +214,20 @@ def processor_config(
     port: int,
     processing: str = "",
     group: str | None = None,
+    kafka: str = "",
+    servers: str | None = None,
 ) -> Path:
+    """A TOML file for ``streamproc run``; ``processing`` and ``kafka`` are extra TOML lines of
+    those sections, ``servers`` the bootstrap servers (default :func:`bootstrap`)."""
     path = Path(tempfile.mkstemp(suffix=".toml")[1])
     path.write_text(f"""
 [kafka]
-bootstrap_servers = "{bootstrap()}"
+bootstrap_servers = "{servers or bootstrap()}"
 group_id = "{group or "bench-" + uuid.uuid4().hex[:8]}"
 input_topic = "{topics.input}"
 decisions_topic = "{topics.decisions}"
 dead_letter_topic = "{topics.dlq}"
+{kafka}
 
 [controlroom]
 url = "{emulator_url}"
@@ -274,11 +279,15 @@ def loadgen(
     count: int | None = None,
     cards: int = 5_000,
     seed: int = 7,
+    malformed_ratio: float = 0.0,
+    servers: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the load generator; ``finish`` it to read its summary."""
+    """Start the load generator; ``finish`` it to read its summary. With neither
+    ``duration_s`` nor ``count`` it produces until it gets SIGTERM."""
     command = [
-        sys.executable, "-m", "bench.loadgen", "--bootstrap", bootstrap(), "--topic", topic,
-        "--rate", str(rate), "--cards", str(cards), "--seed", str(seed),
+        sys.executable, "-m", "bench.loadgen", "--bootstrap", servers or bootstrap(),
+        "--topic", topic, "--rate", str(rate), "--cards", str(cards), "--seed", str(seed),
+        "--malformed-ratio", str(malformed_ratio),
     ]  # fmt: skip
     if duration_s is not None:
         command += ["--duration", str(duration_s)]

@@ -1,0 +1,96 @@
+"""kill -9 of the processor under steady load, again and again: no event is lost; events decided
+twice are counted (at-least-once) and there are none for read_committed readers (exactly-once).
+
+Short run (``make test``): 3 kills. Long run (``make chaos``): 10 kills.
+
+Every other kill lands just after the group's committed position moved: the moment when a commit
+that ran ahead of the acknowledged outputs would lose the most. The API Task answers in 150 ms,
+so at every commit some events are still being scored (a 20 ms answer would leave next to none,
+and a processor that committed what it had only consumed would pass unnoticed). The kills in
+between land at a random moment, as crashes do, which is what the duplicate count is about.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.stack import emulator
+from tests.fixtures.faults import ReportFigures
+from tests.fixtures.kafka import wait_until
+from tests.integration.faults.stack import (
+    Commits,
+    OutputCount,
+    delivery_modes,
+    end_offsets,
+    fresh_topics,
+    load,
+    processing_lines,
+    read_inputs,
+    read_outputs,
+    replicas,
+    tally,
+)
+
+pytestmark = pytest.mark.integration
+
+RATE = 150  # events/s offered throughout
+MALFORMED_RATIO = 0.05  # dead-lettered, never decided: they must come out exactly once too
+LATENCY_MS, LIMIT = 150.0, 32  # 213 executes/s: every event can be scored, none is fast
+
+
+@pytest.mark.parametrize("delivery", delivery_modes())
+def test_kill_loop_loses_no_event(
+    kafka_bootstrap: str, chaos: bool, report_figures: ReportFigures, tmp_path: Path, delivery: str
+) -> None:
+    """Killed with SIGKILL again and again under 150 events/s (5% malformed), and started
+    again each time, the processor still gives every event a decision or a dead letter;
+    with exactly-once delivery no event has two."""
+    kills = 10 if chaos else 3
+    rng = random.Random(7)
+    topics = fresh_topics(kafka_bootstrap, partitions=3)
+    with (
+        emulator(LIMIT, LATENCY_MS) as emu,
+        replicas(
+            topics, emu.url, servers=kafka_bootstrap, log_dir=tmp_path,
+            processing=processing_lines(delivery),
+        ) as (processor,),
+    ):  # fmt: skip
+        outputs = OutputCount(kafka_bootstrap, topics)
+        commits = Commits(kafka_bootstrap, processor.group, topics.input)
+        processor.start()
+        processor.wait_ready()
+        with load(kafka_bootstrap, topics.input, rate=RATE, malformed_ratio=MALFORMED_RATIO):
+            for kill in range(kills):
+                # Running steadily again (a second's worth of outputs) before the next crash.
+                outputs.wait_for_more(outputs() + RATE, 60, "outputs of the running processor")
+                time.sleep(rng.uniform(0.0, 1.5))  # a random moment of steady running
+                if kill % 2 == 0:
+                    commits.wait_for_advance(5.0)
+                processor.kill()
+                processor.start()
+                processor.wait_ready()
+            outputs.wait_for_more(outputs() + RATE, 60, "outputs after the last restart")
+        # The load has stopped: everything it produced gets processed and committed.
+        ends = end_offsets(kafka_bootstrap, topics.input)
+        wait_until(lambda: commits() == ends, 90, 0.2, "the group to commit the whole input")
+        assert processor.stop() == 0, processor.tail()
+        outputs.close()
+        commits.close()
+    inputs = read_inputs(kafka_bootstrap, topics)
+    result = tally(inputs, read_outputs(kafka_bootstrap, topics))
+    report_figures(
+        "a: kill -9 loop",
+        delivery,
+        lost=len(result.lost),
+        duplicated=result.duplicated,
+        details=f"kills={kills} {result.describe()}",
+    )
+    assert result.lost == [], f"{len(result.lost)} events without an output"
+    assert result.unknown == 0
+    assert result.dead_letters > 0, "the malformed records must have been dead-lettered"
+    if delivery == "exactly_once":
+        assert result.duplicated == 0
