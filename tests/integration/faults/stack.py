@@ -26,9 +26,10 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -325,27 +326,29 @@ def read_inputs(servers: str, topics: Topics) -> dict[str, InputRecord]:
 def read_outputs(servers: str, topics: Topics) -> list[OutputRecord]:
     outputs = []
     for msg in read_all(servers, [topics.decisions, topics.dlq]):
-        appended = msg.timestamp()[1] / 1000
+        decision: dict[str, Any] | None = None
         if msg.topic() == topics.decisions:
             decision = orjson.loads(msg.value())
-            source = decision.get("source") or {}
-            outputs.append(
-                OutputRecord(
-                    str(decision["event_id"]), msg.topic(), msg.partition(), msg.offset(),
-                    appended, False, decision, (int(source["partition"]), int(source["offset"])),
-                )  # fmt: skip
-            )
+            event_id = str(decision["event_id"])
+            source = decision["source"]
+            part, off = source["partition"], source["offset"]
         else:
             raw = _header(msg, EVENT_ID_HEADER)
+            event_id = raw.decode() if raw else f"?{msg.offset()}"
             part = _header(msg, "streamproc.error.source.partition")
             off = _header(msg, "streamproc.error.source.offset")
-            outputs.append(
-                OutputRecord(
-                    raw.decode() if raw else f"?{msg.offset()}", msg.topic(), msg.partition(),
-                    msg.offset(), appended, True, None,
-                    (int(part), int(off)) if part and off else None,
-                )  # fmt: skip
+        outputs.append(
+            OutputRecord(
+                event_id=event_id,
+                topic=msg.topic(),
+                partition=msg.partition(),
+                offset=msg.offset(),
+                appended=msg.timestamp()[1] / 1000,
+                dead_letter=decision is None,
+                decision=decision,
+                source=(int(part), int(off)) if part is not None and off is not None else None,
             )
+        )
     return outputs
 
 
@@ -418,6 +421,32 @@ class Commits:
             if self() != before:
                 return True
         return False
+
+
+def caught_up(commits: Commits, ends: Mapping[int, int], timeout_s: float = 90.0) -> None:
+    """Wait until the group has committed every partition up to ``ends`` (or past it)."""
+
+    def done() -> bool:
+        now = commits()
+        return all(end == 0 or now.get(p, -1) >= end for p, end in ends.items())
+
+    wait_until(done, timeout_s, 0.2, f"the group to commit up to {dict(ends)}")
+
+
+def longest_gap(
+    outputs: list[OutputRecord], start: float, end: float, partitions: Iterable[int]
+) -> float:
+    """The longest time within [start, end] in which one of the decisions ``partitions`` got
+    no record: how long processing stalled there (seconds, by the broker's append times)."""
+    times: dict[int, list[float]] = {p: [] for p in partitions}
+    for o in outputs:
+        if not o.dead_letter and start <= o.appended <= end:
+            times[o.partition].append(o.appended)
+    longest = 0.0
+    for appended in times.values():
+        edges = [start, *sorted(appended), end]
+        longest = max(longest, *(b - a for a, b in pairwise(edges)))
+    return longest
 
 
 class OutputCount:
