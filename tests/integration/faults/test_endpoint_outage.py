@@ -113,7 +113,8 @@ def test_outage_falls_back_on_time_and_spends_few_executes(
         outage_fallbacks=len(fallbacks),
         details=(
             f"outage={outage_s:g}s offered_in_outage={len(offered)} executes_in_outage="
-            f"{executes} resumed_after_s={resumed_s:.2f} late_in_outage={len(late)} worst_ms={worst_ms:.0f} "
+            f"{executes} resumed_after_s={resumed_s:.2f} late_in_outage={len(late)} "
+            f"worst_ms={worst_ms:.0f} "
             f"dead_letters={result.dead_letters} reasons={','.join(reasons)}"
         ),
     )
