@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.stack import ROOT, Processor, Topics, free_port, processor_config, stop_process
 from streamproc.config import ProcessingSettings
@@ -45,8 +46,10 @@ from tests.fixtures.kafka import wait_until
 EVENT_ID_HEADER = "x-sample-event-id"
 APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 # A killed member's partitions move once the group stops hearing from it: the shortest
-# session the settings allow, so a restart waits seconds, not the default 45.
-KAFKA_LINES = "session_timeout_ms = 6000\n"
+# session the settings allow, so a restart waits seconds, not the default 45. Only for tests
+# that kill the processor: a session this short also ends when a broker failover keeps the
+# group coordinator away for 6 s, and the member's partitions are lost and replayed.
+SHORT_SESSION = "session_timeout_ms = 6000\n"
 
 
 def delivery_modes() -> list[Any]:
@@ -79,16 +82,29 @@ def fresh_topics(
     partitions: int,
     *,
     replication: int | None = None,
-    decisions: TopicSpec | None = None,
+    decisions_replicas: list[list[int]] | None = None,
+    decisions_config: Mapping[str, str] | None = None,
 ) -> Topics:
-    """New input, decisions and dead-letter topics, stamped with the broker's append time."""
+    """New input, decisions and dead-letter topics, stamped with the broker's append time.
+    ``decisions_replicas`` places the decisions partitions on chosen brokers (one list of
+    broker ids per partition, the preferred leader first)."""
     suffix = uuid.uuid4().hex[:8]
     topics = Topics(f"fault-tx-{suffix}", f"fault-decisions-{suffix}", f"fault-dlq-{suffix}")
+    decisions_settings = {**APPEND_TIME, **(decisions_config or {})}
+    if decisions_replicas is not None:
+        admin = AdminClient({"bootstrap.servers": servers})
+        wanted = NewTopic(
+            topics.decisions,
+            num_partitions=len(decisions_replicas),
+            replica_assignment=decisions_replicas,
+            config=decisions_settings,
+        )
+        admin.create_topics([wanted])[topics.decisions].result(30)
     ensure_topics(
         servers,
         {
             topics.input: TopicSpec(partitions, replication, APPEND_TIME),
-            topics.decisions: decisions or TopicSpec(partitions, replication, APPEND_TIME),
+            topics.decisions: TopicSpec(partitions, replication, decisions_settings),
             topics.dlq: TopicSpec(1, replication, APPEND_TIME),
         },
     )
@@ -111,6 +127,7 @@ class Replica:
         group: str,
         log: Path,
         processing: str = "",
+        kafka: str = "",
     ) -> None:
         self.port = free_port()
         self.group = group
@@ -120,7 +137,7 @@ class Replica:
             port=self.port,
             processing=processing,
             group=group,
-            kafka=KAFKA_LINES,
+            kafka=kafka,
             servers=servers,
         )
         self.log = log
@@ -204,9 +221,11 @@ def replicas(
     servers: str,
     log_dir: Path,
     processing: str = "",
+    kafka: str = "",
     count: int = 1,
 ) -> Iterator[list[Replica]]:
-    """``count`` members of one new consumer group, not started yet; stopped at the end."""
+    """``count`` members of one new consumer group, not started yet; stopped at the end.
+    ``processing`` and ``kafka`` are extra lines of those sections of their settings."""
     group = f"fault-{uuid.uuid4().hex[:8]}"
     made = [
         Replica(
@@ -216,6 +235,7 @@ def replicas(
             group=group,
             log=log_dir / f"processor-{i + 1}.log",
             processing=processing,
+            kafka=kafka,
         )
         for i in range(count)
     ]

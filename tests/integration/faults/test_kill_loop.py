@@ -21,6 +21,7 @@ import pytest
 from bench.stack import emulator
 from tests.fixtures.faults import ReportFigures
 from tests.integration.faults.stack import (
+    SHORT_SESSION,
     Commits,
     caught_up,
     delivery_modes,
@@ -55,7 +56,7 @@ def test_kill_loop_loses_no_event(
         emulator(LIMIT, LATENCY_MS) as emu,
         replicas(
             topics, emu.url, servers=kafka_bootstrap, log_dir=tmp_path,
-            processing=processing_lines(delivery),
+            processing=processing_lines(delivery), kafka=SHORT_SESSION,
         ) as (processor,),
     ):  # fmt: skip
         commits = Commits(kafka_bootstrap, processor.group, topics.input)

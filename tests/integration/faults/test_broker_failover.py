@@ -1,0 +1,136 @@
+"""A broker dies under load: on the 3-node cluster (replication factor 3, min.insync.replicas
+2), the node leading an input partition and a decisions partition is killed with SIGKILL, and
+comes back after a while. Processing goes on after the leader elections with the node still
+down, no event is lost, and the gap each death caused is measured: the longest time a decisions
+partition got no record, by the broker's append times.
+
+With 3 partitions over 3 nodes, each node leads one partition of each topic, so each kill takes
+an input leader and a decisions leader at once. A killed node is fenced after 4 s without a
+heartbeat (``scripts/kafka.sh --cluster``): a gap of about 4-7 s is the cluster's failover, not
+the processor's. Short run (``make test``): one node killed, down for 5 s. Long run
+(``make chaos``): each of the three nodes in turn, down for 15 s.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench.stack import emulator
+from tests.fixtures.faults import ReportFigures
+from tests.fixtures.kafka import wait_until
+from tests.fixtures.kafka_cluster import Cluster
+from tests.integration.faults.stack import (
+    Commits,
+    caught_up,
+    delivery_modes,
+    end_offsets,
+    fresh_topics,
+    load,
+    longest_gap,
+    processing_lines,
+    read_inputs,
+    read_outputs,
+    replicas,
+    tally,
+)
+
+pytestmark = pytest.mark.integration
+
+RATE = 150
+PARTITIONS = 3
+MALFORMED_RATIO = 0.02
+# Processing must go on this soon after a leader's death (failover itself takes about 5 s).
+CONTINUES_WITHIN_S = 30.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    node: int
+    inputs: list[int]  # the input partitions it led
+    decisions: list[int]  # the decisions partitions it led
+    coordinator: bool  # it was the group's coordinator
+    killed: float
+    elected: float  # every partition it led had a new leader
+    back: float  # restarted, in sync, and the input processed and committed
+
+
+@pytest.mark.parametrize("delivery", delivery_modes())
+def test_processing_goes_on_when_a_leader_dies(
+    kafka_cluster: Cluster,
+    chaos: bool,
+    report_figures: ReportFigures,
+    tmp_path: Path,
+    delivery: str,
+) -> None:
+    """With the leader of an input and a decisions partition killed under 150 events/s, the
+    processor goes on deciding once new leaders are elected, without a restart of its own, and
+    every event gets its output."""
+    rounds, down_s = (3, 15.0) if chaos else (1, 5.0)
+    servers = kafka_cluster.bootstrap
+    topics = fresh_topics(servers, partitions=PARTITIONS, replication=3)
+    faults: list[Fault] = []
+    with (
+        emulator(8, 20.0) as emu,
+        replicas(
+            topics, emu.url, servers=servers, log_dir=tmp_path,
+            processing=processing_lines(delivery),
+        ) as (processor,),
+    ):  # fmt: skip
+        commits = Commits(servers, processor.group, topics.input)
+        processor.start()
+        processor.wait_ready()
+        with load(servers, topics.input, rate=RATE, malformed_ratio=MALFORMED_RATIO):
+            caught_up(commits, end_offsets(servers, topics.input))
+            for round_ in range(rounds):
+                node = kafka_cluster.leader(topics.input, round_ % PARTITIONS)
+                led = {t: kafka_cluster.led_by(t, node) for t in (topics.input, topics.decisions)}
+                assert led[topics.decisions], f"node {node} leads no decisions partition"
+                coordinator = kafka_cluster.coordinator(processor.group)
+                killed = kafka_cluster.kill(node)
+                for topic, partitions in led.items():
+                    for partition in partitions:
+                        kafka_cluster.leader(topic, partition)  # waits for the election
+                elected = time.time()
+                # Decided and committed with the node still down: processing goes on.
+                caught_up(commits, end_offsets(servers, topics.input), CONTINUES_WITHIN_S)
+                time.sleep(max(0.0, killed + down_s - time.time()))  # the node stays down
+                kafka_cluster.restart()
+                wait_until(
+                    lambda: kafka_cluster.in_sync([topics.input, topics.decisions]),
+                    60, 0.2, "every replica back in sync",
+                )  # fmt: skip
+                caught_up(commits, end_offsets(servers, topics.input))
+                faults.append(
+                    Fault(node, led[topics.input], led[topics.decisions],
+                          coordinator == node, killed, elected, time.time())
+                )  # fmt: skip
+        caught_up(commits, end_offsets(servers, topics.input))
+        assert processor.alive(), processor.tail()  # never exited, so never restarted
+        assert processor.stop() == 0, processor.tail()
+        commits.close()
+    outputs = read_outputs(servers, topics)
+    result = tally(read_inputs(servers, topics), outputs)
+    gaps = [longest_gap(outputs, f.killed, f.back, range(PARTITIONS)) for f in faults]
+    report_figures(
+        "b: broker failover",
+        delivery,
+        lost=len(result.lost),
+        duplicated=result.duplicated,
+        gap_s=max(gaps),
+        details=" ".join(
+            f"node{f.node}(input{f.inputs},decisions{f.decisions}"
+            f"{',coordinator' if f.coordinator else ''}): "
+            f"election={f.elected - f.killed:.1f}s gap={gap:.1f}s"
+            for f, gap in zip(faults, gaps, strict=True)
+        )
+        + f" {result.describe()}",
+    )
+    assert result.lost == []
+    assert result.unknown == 0
+    if delivery == "exactly_once":
+        assert result.duplicated == 0
+    assert max(gaps) < CONTINUES_WITHIN_S

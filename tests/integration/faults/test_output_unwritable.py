@@ -1,0 +1,153 @@
+"""The decisions topic unwritable under load, then writable again.
+
+On the 3-node cluster the decisions topic has two replicas per partition, on nodes 2 and 3,
+and ``min.insync.replicas`` 2. Killing node 2 (SIGKILL) leaves one in-sync replica: every
+acks=all write to the topic is refused (NOT_ENOUGH_REPLICAS) until node 2 is back. The input,
+dead-letter and internal topics keep three replicas, so consuming, dead-lettering and the
+group go on.
+
+The processor is not restarted, by a supervisor or otherwise: its producer keeps retrying the
+refused outputs (librdkafka gives up on a record only after ``message.timeout.ms``, 5 minutes
+by default; then the processor stops with exit status 1, for an orchestrator to restart it).
+Once node 2 is back, the retried outputs are written and processing goes on by itself.
+
+"Nothing committed past an unacknowledged output" is checked against the broker's clock: the
+group's committed positions are sampled every 100 ms throughout, and every input record below
+a committed position must have an output the broker had written (append time) by the moment
+that position was read. Short run (``make test``): 12 s unwritable. Long run (``make chaos``):
+30 s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from bench.stack import emulator
+from tests.fixtures.faults import ReportFigures
+from tests.fixtures.kafka import wait_until
+from tests.fixtures.kafka_cluster import Cluster
+from tests.integration.faults.stack import (
+    Commits,
+    InputRecord,
+    OutputRecord,
+    Sampler,
+    caught_up,
+    delivery_modes,
+    end_offsets,
+    fresh_topics,
+    load,
+    longest_gap,
+    processing_lines,
+    read_inputs,
+    read_outputs,
+    replicas,
+    tally,
+)
+
+pytestmark = pytest.mark.integration
+
+RATE = 150
+PARTITIONS = 3
+MALFORMED_RATIO = 0.02
+DOWN_NODE = 2
+# Node 2 and node 3 hold the decisions partitions, each leading every other one.
+DECISIONS_REPLICAS = [[2, 3] if p % 2 == 0 else [3, 2] for p in range(PARTITIONS)]
+RESUMES_WITHIN_S = 60.0
+
+
+def commits_ahead_of_outputs(
+    samples: list[tuple[float, Mapping[int, int]]],
+    inputs: Mapping[str, InputRecord],
+    outputs: list[OutputRecord],
+) -> list[tuple[float, int, int]]:
+    """(when, partition, offset) of each input record a sampled commit had covered before the
+    broker had written an output for it."""
+    written: dict[tuple[int, int], float] = {}
+    for out in outputs:
+        record = inputs.get(out.event_id)
+        if record is not None:
+            key = (record.partition, record.offset)
+            written[key] = min(written.get(key, out.appended), out.appended)
+    ahead: list[tuple[float, int, int]] = []
+    covered = dict.fromkeys(range(PARTITIONS), 0)
+    for moment, positions in samples:
+        for partition, position in positions.items():
+            for offset in range(covered[partition], max(covered[partition], position)):
+                if written.get((partition, offset), float("inf")) > moment:
+                    ahead.append((moment, partition, offset))
+            covered[partition] = max(covered[partition], position)
+    return ahead
+
+
+@pytest.mark.parametrize("delivery", delivery_modes())
+def test_outputs_refused_for_a_while_are_neither_lost_nor_committed_past(
+    kafka_cluster: Cluster,
+    chaos: bool,
+    report_figures: ReportFigures,
+    tmp_path: Path,
+    delivery: str,
+) -> None:
+    """While the decisions topic refuses writes under 150 events/s, the group commits no input
+    whose output the broker has not written; when it takes writes again, processing resumes by
+    itself and every event has its output."""
+    down_s = 30.0 if chaos else 12.0
+    servers = kafka_cluster.bootstrap
+    topics = fresh_topics(
+        servers,
+        partitions=PARTITIONS,
+        replication=3,
+        decisions_replicas=DECISIONS_REPLICAS,
+        decisions_config={"min.insync.replicas": "2"},
+    )
+    with (
+        emulator(8, 20.0) as emu,
+        replicas(
+            topics, emu.url, servers=servers, log_dir=tmp_path,
+            processing=processing_lines(delivery),
+        ) as (processor,),
+    ):  # fmt: skip
+        commits = Commits(servers, processor.group, topics.input)
+        processor.start()
+        processor.wait_ready()
+        sampled = Sampler(commits, 0.1)
+        with load(servers, topics.input, rate=RATE, malformed_ratio=MALFORMED_RATIO), sampled:
+            caught_up(commits, end_offsets(servers, topics.input))
+            killed = kafka_cluster.kill(DOWN_NODE)
+            time.sleep(down_s)  # the decisions topic stays unwritable this long
+            stuck = commits()
+            restarted = kafka_cluster.restart()
+            caught_up(commits, end_offsets(servers, topics.input), RESUMES_WITHIN_S)
+            resumed = time.time()
+            wait_until(lambda: kafka_cluster.in_sync([topics.decisions]), 60, 0.2, "node 2 in sync")
+        caught_up(commits, end_offsets(servers, topics.input))
+        assert processor.alive(), processor.tail()  # never exited, so never restarted
+        assert processor.stop() == 0, processor.tail()
+        commits.close()
+    inputs = read_inputs(servers, topics)
+    outputs = read_outputs(servers, topics)
+    result = tally(inputs, outputs)
+    ahead = commits_ahead_of_outputs(sampled.samples, inputs, outputs)
+    during = [s for moment, s in sampled.samples if killed <= moment <= restarted]
+    report_figures(
+        "e: output unwritable",
+        delivery,
+        lost=len(result.lost),
+        duplicated=result.duplicated,
+        gap_s=longest_gap(outputs, killed, resumed, range(PARTITIONS)),
+        details=(
+            f"unwritable={down_s:g}s commits_ahead_of_outputs={len(ahead)} "
+            f"commit_samples_in_outage={len(during)} caught_up_after_s="
+            f"{resumed - restarted:.1f} processor_starts={processor.starts} {result.describe()}"
+        ),
+    )
+    assert len(during) > 5 * down_s, "the commits must have been watched through the outage"
+    assert stuck != end_offsets(servers, topics.input)
+    assert ahead == [], f"committed before the output was written: {ahead[:10]}"
+    assert result.lost == []
+    assert result.unknown == 0
+    if delivery == "exactly_once":
+        assert result.duplicated == 0
