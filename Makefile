@@ -80,6 +80,9 @@ emulator: $(STAMP)  ## run the Control Room emulator on 127.0.0.1:8090
 demo: $(STAMP) kafka-up  ## the main job: broker, emulator, generator and processor with live progress
 	$(BIN)/streamproc demo --config config/local.toml
 
+chaos: $(STAMP) kafka-up  ## long fault tests (kill -9 loop, broker failover, outage, scaling, unwritable output): a table of figures
+	$(BIN)/pytest -q tests/integration/faults --chaos
+
 # Each benchmark runs the processor, the emulator and the load generator as separate processes
 # and prints its figures as ratios against a bound or a baseline measured in the same run; the
 # first failing one stops the run (make -k runs them all).

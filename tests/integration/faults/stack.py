@@ -52,20 +52,18 @@ APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 SHORT_SESSION = "session_timeout_ms = 6000\n"
 
 
-def delivery_modes() -> list[Any]:
-    """The processor's delivery modes, as parameters; exactly-once is skipped by a build
-    whose settings have no ``processing.delivery``."""
-    exactly_once = "delivery" in ProcessingSettings.model_fields
+DELIVERY_MODES = ("at_least_once", "exactly_once")
+
+
+def delivery_params(modes: Iterable[str]) -> list[Any]:
+    """``modes`` as test parameters; exactly-once is skipped by a build whose settings have no
+    ``processing.delivery``."""
+    built = "delivery" in ProcessingSettings.model_fields
+    skip = pytest.mark.skipif(
+        not built, reason='this build has no processing.delivery setting ("exactly_once")'
+    )
     return [
-        pytest.param("at_least_once", id="at_least_once"),
-        pytest.param(
-            "exactly_once",
-            id="exactly_once",
-            marks=pytest.mark.skipif(
-                not exactly_once,
-                reason='this build has no processing.delivery setting ("exactly_once")',
-            ),
-        ),
+        pytest.param(mode, id=mode, marks=() if mode == "at_least_once" else skip) for mode in modes
     ]
 
 

@@ -26,7 +26,6 @@ from tests.fixtures.kafka_cluster import Cluster
 from tests.integration.faults.stack import (
     Commits,
     caught_up,
-    delivery_modes,
     end_offsets,
     fresh_topics,
     load,
@@ -58,7 +57,6 @@ class Fault:
     back: float  # restarted, in sync, and the input processed and committed
 
 
-@pytest.mark.parametrize("delivery", delivery_modes())
 def test_processing_goes_on_when_a_leader_dies(
     kafka_cluster: Cluster,
     chaos: bool,

@@ -24,7 +24,6 @@ from tests.integration.faults.stack import (
     SHORT_SESSION,
     Commits,
     caught_up,
-    delivery_modes,
     end_offsets,
     fresh_topics,
     load,
@@ -42,7 +41,6 @@ MALFORMED_RATIO = 0.05  # dead-lettered, never decided: they must come out exact
 LATENCY_MS, LIMIT = 150.0, 32  # 213 executes/s: every event can be scored, none is fast
 
 
-@pytest.mark.parametrize("delivery", delivery_modes())
 def test_kill_loop_loses_no_event(
     kafka_bootstrap: str, chaos: bool, report_figures: ReportFigures, tmp_path: Path, delivery: str
 ) -> None:
