@@ -31,11 +31,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.stack import ROOT, Processor, Topics, free_port, processor_config, stop_process
@@ -401,6 +408,22 @@ def tally(inputs: Mapping[str, InputRecord], outputs: list[OutputRecord]) -> Tal
     )
 
 
+T = TypeVar("T")
+
+
+def _through_failover(ask: Callable[[], T], timeout_s: float = 30.0) -> T:
+    """``ask()``, asked again while a broker failover makes it fail (a coordinator or leader
+    that moved, a new leader's high watermark not caught up yet)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ask()
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _partitions(consumer: Consumer, topic: str) -> list[int]:
     return sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
 
@@ -410,7 +433,9 @@ def end_offsets(servers: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": servers, "group.id": "fault-ends"})
     try:
         return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            p: _through_failover(
+                lambda p=p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            )
             for p in _partitions(consumer, topic)
         }
     finally:
@@ -426,7 +451,8 @@ class Commits:
         self._parts = [TopicPartition(topic, p) for p in _partitions(self._consumer, topic)]
 
     def __call__(self) -> dict[int, int]:
-        return {tp.partition: tp.offset for tp in self._consumer.committed(self._parts, timeout=10)}
+        answer = _through_failover(lambda: self._consumer.committed(self._parts, timeout=10))
+        return {tp.partition: tp.offset for tp in answer}
 
     def close(self) -> None:
         self._consumer.close()
@@ -485,7 +511,9 @@ class OutputCount:
     def __call__(self) -> int:
         total = 0
         for tp in self._parts:
-            _, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+            _, high = _through_failover(
+                lambda tp=tp: self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+            )
             total += high
         return total
 

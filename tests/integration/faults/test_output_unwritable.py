@@ -120,6 +120,7 @@ def test_outputs_refused_for_a_while_are_neither_lost_nor_committed_past(
             killed = kafka_cluster.kill(DOWN_NODE)
             time.sleep(down_s)  # the decisions topic stays unwritable this long
             stuck = commits()
+            restarting = time.time()
             restarted = kafka_cluster.restart()
             caught_up(commits, end_offsets(servers, topics.input), RESUMES_WITHIN_S)
             resumed = time.time()
@@ -141,7 +142,8 @@ def test_outputs_refused_for_a_while_are_neither_lost_nor_committed_past(
         gap_s=longest_gap(outputs, killed, resumed, range(PARTITIONS)),
         details=(
             f"unwritable={down_s:g}s commits_ahead_of_outputs={len(ahead)} "
-            f"commit_samples_in_outage={len(during)} caught_up_after_s="
+            f"commit_samples_in_outage={len(during)} node_restart_s={restarted - restarting:.1f} "
+            f"caught_up_after_s="
             f"{resumed - restarted:.1f} processor_starts={processor.starts} {result.describe()}"
         ),
     )
