@@ -38,6 +38,7 @@ import pytest
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    ConsumerGroupState,
     KafkaError,
     KafkaException,
     Message,
@@ -465,6 +466,16 @@ class Commits:
             if self() != before:
                 return True
         return False
+
+
+def assignment(servers: str, group: str) -> list[int]:
+    """How many partitions each member of ``group`` owns, by its coordinator (sorted); empty
+    while the group rebalances."""
+    admin = AdminClient({"bootstrap.servers": servers})  # alive until the answer comes
+    description = admin.describe_consumer_groups([group])[group].result(10)
+    if description.state != ConsumerGroupState.STABLE:
+        return []
+    return sorted(len(m.assignment.topic_partitions) for m in description.members)
 
 
 def caught_up(commits: Commits, ends: Mapping[int, int], timeout_s: float = 90.0) -> None:
