@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.faults.stack import DELIVERY_MODES, delivery_params
+from tests.integration.faults.processes import DELIVERY_MODES, delivery_params
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -23,18 +23,15 @@ from bench.stack import emulator
 from tests.fixtures.faults import ReportFigures
 from tests.fixtures.kafka import wait_until
 from tests.fixtures.kafka_cluster import Cluster
-from tests.integration.faults.stack import (
-    Commits,
-    caught_up,
-    end_offsets,
-    fresh_topics,
+from tests.integration.faults.processes import (
+    group_run,
     load,
-    longest_gap,
     processing_lines,
-    read_inputs,
-    read_outputs,
-    replicas,
-    tally,
+)
+from tests.integration.faults.topics import (
+    fresh_topics,
+    longest_gap,
+    outcome,
 )
 
 pytestmark = pytest.mark.integration
@@ -73,45 +70,35 @@ def test_processing_goes_on_when_a_leader_dies(
     faults: list[Fault] = []
     with (
         emulator(8, 20.0) as emu,
-        replicas(
-            topics, emu.url, servers=servers, log_dir=tmp_path,
-            processing=processing_lines(delivery),
-        ) as (processor,),
-    ):  # fmt: skip
-        commits = Commits(servers, processor.group, topics.input)
-        processor.start()
-        processor.wait_ready()
-        with load(servers, topics.input, rate=RATE, malformed_ratio=MALFORMED_RATIO):
-            caught_up(commits, end_offsets(servers, topics.input))
-            for round_ in range(rounds):
-                node = kafka_cluster.leader(topics.input, round_ % PARTITIONS)
-                led = {t: kafka_cluster.led_by(t, node) for t in (topics.input, topics.decisions)}
-                assert led[topics.decisions], f"node {node} leads no decisions partition"
-                coordinator = kafka_cluster.coordinator(processor.group)
-                killed = kafka_cluster.kill(node)
-                for topic, partitions in led.items():
-                    for partition in partitions:
-                        kafka_cluster.leader(topic, partition)  # waits for the election
-                elected = time.time()
-                # Decided and committed with the node still down: processing goes on.
-                caught_up(commits, end_offsets(servers, topics.input), CONTINUES_WITHIN_S)
-                time.sleep(max(0.0, killed + down_s - time.time()))  # the node stays down
-                kafka_cluster.restart()
-                wait_until(
-                    lambda: kafka_cluster.in_sync([topics.input, topics.decisions]),
-                    60, 0.2, "every replica back in sync",
-                )  # fmt: skip
-                caught_up(commits, end_offsets(servers, topics.input))
-                faults.append(
-                    Fault(node, led[topics.input], led[topics.decisions],
-                          coordinator == node, killed, elected, time.time())
-                )  # fmt: skip
-        caught_up(commits, end_offsets(servers, topics.input))
-        assert processor.alive(), processor.tail()  # never exited, so never restarted
-        assert processor.stop() == 0, processor.tail()
-        commits.close()
-    outputs = read_outputs(servers, topics)
-    result = tally(read_inputs(servers, topics), outputs)
+        group_run(servers, topics, emu.url, tmp_path, processing=processing_lines(delivery)) as run,
+        load(servers, topics.input, rate=RATE, malformed_ratio=MALFORMED_RATIO),
+    ):
+        run.caught_up()
+        for round_ in range(rounds):
+            node = kafka_cluster.leader(topics.input, round_ % PARTITIONS)
+            led = {t: kafka_cluster.led_by(t, node) for t in (topics.input, topics.decisions)}
+            assert led[topics.decisions], f"node {node} leads no decisions partition"
+            coordinator = kafka_cluster.coordinator(run.processor.group)
+            killed = kafka_cluster.kill(node)
+            for topic, partitions in led.items():
+                for partition in partitions:
+                    kafka_cluster.leader(topic, partition)  # waits for the election
+            elected = time.time()
+            run.caught_up(CONTINUES_WITHIN_S)  # with the node still down: processing goes on
+            time.sleep(max(0.0, killed + down_s - time.time()))  # the node stays down
+            kafka_cluster.restart()
+            wait_until(
+                lambda: kafka_cluster.in_sync([topics.input, topics.decisions]),
+                60, 0.2, "every replica back in sync",
+            )  # fmt: skip
+            faults.append(
+                Fault(node, led[topics.input], led[topics.decisions],
+                      coordinator == node, killed, elected, run.caught_up())
+            )  # fmt: skip
+        assert run.processor.starts == 1
+        assert run.processor.alive(), run.processor.tail()  # never exited
+    end = outcome(servers, topics)
+    outputs, result = end.outputs, end.tally
     gaps = [longest_gap(outputs, f.killed, f.back, range(PARTITIONS)) for f in faults]
     report_figures(
         "b: broker failover",

@@ -18,19 +18,15 @@ import pytest
 
 from bench.stack import emulator
 from tests.fixtures.faults import ReportFigures
-from tests.integration.faults.stack import (
-    Commits,
-    OutputCount,
+from tests.integration.faults.processes import (
     Sampler,
-    caught_up,
-    end_offsets,
-    fresh_topics,
+    group_run,
     load,
     processing_lines,
-    read_inputs,
-    read_outputs,
-    replicas,
-    tally,
+)
+from tests.integration.faults.topics import (
+    fresh_topics,
+    outcome,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,6 +39,7 @@ SLA_MS = 500
 # A fallback is published at the deadline; the margin is for a loaded 2-core machine.
 LATE_MARGIN_MS = 300
 RESUME_WITHIN_S = 5.0
+CALM_S, AFTER_S = 2.0, 6.0  # healthy load before and after the outage
 FAULTS = (
     {"error_rate": 1.0, "error_status": 503},
     {"error_rate": 0.0, "hang_rate": 1.0, "hang_max_seconds": 3},
@@ -64,34 +61,26 @@ def test_outage_falls_back_on_time_and_spends_few_executes(
     topics = fresh_topics(kafka_bootstrap, partitions=3)
     with (
         emulator(8, 20.0) as emu,
-        replicas(
-            topics, emu.url, servers=kafka_bootstrap, log_dir=tmp_path,
+        group_run(
+            kafka_bootstrap, topics, emu.url, tmp_path,
             processing=processing_lines(delivery, f"decision_sla_ms = {SLA_MS}\n"),
-        ) as (processor,),
+        ) as run,
+        load(kafka_bootstrap, topics.input, rate=RATE),
+        Sampler(lambda: run.processor.metrics().metric("streamproc_circuit_state"), 0.2) as circuit,
     ):  # fmt: skip
-        outputs = OutputCount(kafka_bootstrap, topics)
-        commits = Commits(kafka_bootstrap, processor.group, topics.input)
-        processor.start()
-        processor.wait_ready()
-        circuit = Sampler(lambda: processor.metrics().metric("streamproc_circuit_state"), 0.2)
-        with load(kafka_bootstrap, topics.input, rate=RATE), circuit:
-            outputs.wait_for_more(outputs() + 2 * RATE, 60, "two seconds of healthy scoring")
-            before = emu.attempted()
-            started = time.time()
-            for fault in FAULTS:
-                emu.set_behavior(**fault)
-                time.sleep(outage_s / len(FAULTS))  # the outage lasts this long
-            emu.set_behavior(**HEALED)
-            healed = time.time()
-            executes = emu.attempted() - before
-            outputs.wait_for_more(outputs() + 5 * RATE, 60, "five seconds of load after it")
-        caught_up(commits, end_offsets(kafka_bootstrap, topics.input))
-        assert processor.stop() == 0, processor.tail()
-        outputs.close()
-        commits.close()
-    inputs = read_inputs(kafka_bootstrap, topics)
-    out = read_outputs(kafka_bootstrap, topics)
-    result = tally(inputs, out)
+        run.caught_up()
+        time.sleep(CALM_S)  # the healthy lead-in of the load's schedule
+        before = emu.attempted()
+        started = time.time()
+        for fault in FAULTS:
+            emu.set_behavior(**fault)
+            time.sleep(outage_s / len(FAULTS))  # the outage lasts this long
+        emu.set_behavior(**HEALED)
+        healed = time.time()
+        executes = emu.attempted() - before
+        time.sleep(AFTER_S)  # the load goes on after the recovery
+    end = outcome(kafka_bootstrap, topics)
+    inputs, out, result = end.inputs, end.outputs, end.tally
     # Events offered once the fault was in place, until the endpoint was healed.
     offered = {e for e, i in inputs.items() if started + 0.5 <= i.appended < healed}
     decisions = [o.decision for o in out if o.decision is not None]

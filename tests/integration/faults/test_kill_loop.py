@@ -20,18 +20,15 @@ import pytest
 
 from bench.stack import emulator
 from tests.fixtures.faults import ReportFigures
-from tests.integration.faults.stack import (
+from tests.integration.faults.processes import (
     SHORT_SESSION,
-    Commits,
-    caught_up,
-    end_offsets,
-    fresh_topics,
+    group_run,
     load,
     processing_lines,
-    read_inputs,
-    read_outputs,
-    replicas,
-    tally,
+)
+from tests.integration.faults.topics import (
+    fresh_topics,
+    outcome,
 )
 
 pytestmark = pytest.mark.integration
@@ -52,31 +49,22 @@ def test_kill_loop_loses_no_event(
     topics = fresh_topics(kafka_bootstrap, partitions=3)
     with (
         emulator(LIMIT, LATENCY_MS) as emu,
-        replicas(
-            topics, emu.url, servers=kafka_bootstrap, log_dir=tmp_path,
+        group_run(
+            kafka_bootstrap, topics, emu.url, tmp_path,
             processing=processing_lines(delivery), kafka=SHORT_SESSION,
-        ) as (processor,),
+        ) as run,
+        load(kafka_bootstrap, topics.input, rate=RATE, malformed_ratio=MALFORMED_RATIO),
     ):  # fmt: skip
-        commits = Commits(kafka_bootstrap, processor.group, topics.input)
-        processor.start()
-        processor.wait_ready()
-        with load(kafka_bootstrap, topics.input, rate=RATE, malformed_ratio=MALFORMED_RATIO):
-            for kill in range(kills):
-                # Running steadily again before the next crash: what was waiting is committed.
-                caught_up(commits, end_offsets(kafka_bootstrap, topics.input))
-                time.sleep(rng.uniform(0.0, 1.5))  # a random moment of steady running
-                if kill % 2 == 0:
-                    commits.wait_for_advance(5.0)
-                processor.kill()
-                processor.start()
-                processor.wait_ready()
-            caught_up(commits, end_offsets(kafka_bootstrap, topics.input))
-        # The load has stopped: everything it produced gets processed and committed.
-        caught_up(commits, end_offsets(kafka_bootstrap, topics.input))
-        assert processor.stop() == 0, processor.tail()
-        commits.close()
-    inputs = read_inputs(kafka_bootstrap, topics)
-    result = tally(inputs, read_outputs(kafka_bootstrap, topics))
+        for kill in range(kills):
+            run.caught_up()  # running steadily again: what waited for the restart is done
+            time.sleep(rng.uniform(0.0, 1.5))  # a random moment of steady running
+            if kill % 2 == 0:
+                run.commits.wait_for_advance(5.0)
+            run.processor.kill()
+            run.processor.start()
+            run.processor.wait_ready()
+        run.caught_up()
+    result = outcome(kafka_bootstrap, topics).tally
     report_figures(
         "a: kill -9 loop",
         delivery,

@@ -30,21 +30,19 @@ from bench.stack import emulator
 from tests.fixtures.faults import ReportFigures
 from tests.fixtures.kafka import wait_until
 from tests.fixtures.kafka_cluster import Cluster
-from tests.integration.faults.stack import (
+from tests.integration.faults.processes import (
+    Sampler,
+    group_run,
+    load,
+    processing_lines,
+)
+from tests.integration.faults.topics import (
     Commits,
     InputRecord,
     OutputRecord,
-    Sampler,
-    caught_up,
-    end_offsets,
     fresh_topics,
-    load,
     longest_gap,
-    processing_lines,
-    read_inputs,
-    read_outputs,
-    replicas,
-    tally,
+    outcome,
 )
 
 pytestmark = pytest.mark.integration
@@ -106,32 +104,22 @@ def test_outputs_refused_for_a_while_are_neither_lost_nor_committed_past(
     )
     with (
         emulator(8, 20.0) as emu,
-        replicas(
-            topics, emu.url, servers=servers, log_dir=tmp_path,
-            processing=processing_lines(delivery),
-        ) as (processor,),
-    ):  # fmt: skip
-        commits = Commits(servers, processor.group, topics.input)
-        processor.start()
-        processor.wait_ready()
-        sampled = Sampler(commits, 0.1)
-        with load(servers, topics.input, rate=RATE, malformed_ratio=MALFORMED_RATIO), sampled:
-            caught_up(commits, end_offsets(servers, topics.input))
-            killed = kafka_cluster.kill(DOWN_NODE)
-            time.sleep(down_s)  # the decisions topic stays unwritable this long
-            stuck = commits()
-            restarting = time.time()
-            restarted = kafka_cluster.restart()
-            caught_up(commits, end_offsets(servers, topics.input), RESUMES_WITHIN_S)
-            resumed = time.time()
-            wait_until(lambda: kafka_cluster.in_sync([topics.decisions]), 60, 0.2, "node 2 in sync")
-        caught_up(commits, end_offsets(servers, topics.input))
-        assert processor.alive(), processor.tail()  # never exited, so never restarted
-        assert processor.stop() == 0, processor.tail()
-        commits.close()
-    inputs = read_inputs(servers, topics)
-    outputs = read_outputs(servers, topics)
-    result = tally(inputs, outputs)
+        group_run(servers, topics, emu.url, tmp_path, processing=processing_lines(delivery)) as run,
+        load(servers, topics.input, rate=RATE, malformed_ratio=MALFORMED_RATIO),
+        Commits(servers, run.processor.group, topics.input) as watched,
+        Sampler(watched, 0.1) as sampled,
+    ):
+        run.caught_up()
+        killed = kafka_cluster.kill(DOWN_NODE)
+        time.sleep(down_s)  # the decisions topic stays unwritable this long
+        restarting = time.time()
+        restarted = kafka_cluster.restart()
+        resumed = run.caught_up(RESUMES_WITHIN_S)
+        wait_until(lambda: kafka_cluster.in_sync([topics.decisions]), 60, 0.2, "node 2 in sync")
+        assert run.processor.starts == 1
+        assert run.processor.alive(), run.processor.tail()  # never exited
+    end = outcome(servers, topics)
+    inputs, outputs, result = end.inputs, end.outputs, end.tally
     ahead = commits_ahead_of_outputs(sampled.samples, inputs, outputs)
     during = [s for moment, s in sampled.samples if killed <= moment <= restarted]
     report_figures(
@@ -143,12 +131,10 @@ def test_outputs_refused_for_a_while_are_neither_lost_nor_committed_past(
         details=(
             f"unwritable={down_s:g}s commits_ahead_of_outputs={len(ahead)} "
             f"commit_samples_in_outage={len(during)} node_restart_s={restarted - restarting:.1f} "
-            f"caught_up_after_s="
-            f"{resumed - restarted:.1f} processor_starts={processor.starts} {result.describe()}"
+            f"caught_up_after_s={resumed - restarted:.1f} {result.describe()}"
         ),
     )
     assert len(during) > 5 * down_s, "the commits must have been watched through the outage"
-    assert stuck != end_offsets(servers, topics.input)
     assert ahead == [], f"committed before the output was written: {ahead[:10]}"
     assert result.lost == []
     assert result.unknown == 0

@@ -28,22 +28,19 @@ import pytest
 from bench.stack import emulator
 from tests.fixtures.faults import record_figures
 from tests.fixtures.kafka import wait_until
-from tests.integration.faults.stack import (
-    Commits,
+from tests.integration.faults.processes import (
     Replica,
     Sampler,
+    group_run,
+    load,
+    processing_lines,
+)
+from tests.integration.faults.topics import (
     Tally,
     assignment,
-    caught_up,
-    end_offsets,
     fresh_topics,
-    load,
     longest_gap,
-    processing_lines,
-    read_inputs,
-    read_outputs,
-    replicas,
-    tally,
+    outcome,
 )
 
 pytestmark = pytest.mark.integration
@@ -101,52 +98,45 @@ def scaling_run(
     phases: list[Phase] = []
     with (
         emulator(LIMIT, LATENCY_MS) as emu,
-        replicas(
-            topics, emu.url, servers=kafka_bootstrap, count=3,
-            log_dir=tmp_path_factory.mktemp(f"scaling-{delivery}"),
-            processing=processing_lines(delivery),
-        ) as group,
+        group_run(
+            kafka_bootstrap, topics, emu.url, tmp_path_factory.mktemp(f"scaling-{delivery}"),
+            processing=processing_lines(delivery), members=3,
+        ) as run,
+        load(kafka_bootstrap, topics.input, rate=RATE),
+        Sampler(emu.stats, 0.05) as endpoint,
+        Sampler(lambda: _replica_figures(run.members), 0.1) as processors,
     ):  # fmt: skip
-        first, *others = group
-        commits = Commits(kafka_bootstrap, first.group, topics.input)
-        first.start()
-        first.wait_ready()
-        endpoint = Sampler(emu.stats, 0.05)
-        processors = Sampler(lambda: _replica_figures(group), 0.1)
+        first, *others = run.members
 
         def steady(name: str) -> None:
             before, start = emu.stats()["executed"], time.time()
             time.sleep(phase_s)  # the phase lasts this long
             phases.append(Phase(name, start, time.time(), emu.stats()["executed"] - before))
 
-        with load(kafka_bootstrap, topics.input, rate=RATE), endpoint, processors:
-            wait_until(lambda: emu.stats()["executed"] > RATE, 60, 0.1, "a first second's scoring")
-            steady("1 replica")
-            out_at = time.time()
-            for replica in others:
-                replica.start()
-            for replica in others:
-                replica.wait_ready()
-            wait_until(
-                lambda: assignment(kafka_bootstrap, first.group) == [2, 2, 2],
-                60, 0.2, "3 replicas owning 2 partitions each",
-            )  # fmt: skip
-            phases.append(Phase("scale out", out_at, time.time()))
-            steady("3 replicas")
-            in_at = time.time()
-            for replica in others:
-                assert replica.stop() == 0, replica.tail()
-            wait_until(
-                lambda: assignment(kafka_bootstrap, first.group) == [PARTITIONS],
-                60, 0.2, "the last replica owning every partition",
-            )  # fmt: skip
-            phases.append(Phase("scale in", in_at, time.time()))
-            steady("1 replica again")
-        caught_up(commits, end_offsets(kafka_bootstrap, topics.input))
-        assert first.stop() == 0, first.tail()
-        commits.close()
-    outputs = read_outputs(kafka_bootstrap, topics)
-    result = tally(read_inputs(kafka_bootstrap, topics), outputs)
+        run.caught_up()
+        steady("1 replica")
+        out_at = time.time()
+        for replica in others:
+            replica.start()
+        for replica in others:
+            replica.wait_ready()
+        wait_until(
+            lambda: assignment(kafka_bootstrap, first.group) == [2, 2, 2],
+            60, 0.2, "3 replicas owning 2 partitions each",
+        )  # fmt: skip
+        phases.append(Phase("scale out", out_at, time.time()))
+        steady("3 replicas")
+        in_at = time.time()
+        for replica in others:
+            assert replica.stop() == 0, replica.tail()
+        wait_until(
+            lambda: assignment(kafka_bootstrap, first.group) == [PARTITIONS],
+            60, 0.2, "the last replica owning every partition",
+        )  # fmt: skip
+        phases.append(Phase("scale in", in_at, time.time()))
+        steady("1 replica again")
+    end = outcome(kafka_bootstrap, topics)
+    outputs, result = end.outputs, end.tally
 
     def when(moment: float) -> str:
         for phase in phases:
@@ -155,7 +145,7 @@ def scaling_run(
         return "between phases"
 
     stats: list[tuple[float, dict[str, Any]]] = endpoint.samples
-    run = ScalingRun(
+    scaling = ScalingRun(
         result=result,
         phases=phases,
         occupancy={
@@ -182,7 +172,7 @@ def scaling_run(
     )
     bound = LIMIT / (LATENCY_MS / 1000)
     rates = " ".join(
-        f"{p.name.replace(' ', '_')}={run.occupancy[p.name]:.2f}"
+        f"{p.name.replace(' ', '_')}={scaling.occupancy[p.name]:.2f}"
         f"({p.executes / (p.end - p.start) / bound:.2f}_of_{bound:g}/s)"
         for p in phases
         if p.executes
@@ -193,16 +183,16 @@ def scaling_run(
         delivery,
         lost=len(result.lost),
         duplicated=result.duplicated,
-        max_in_flight=run.high_water,
-        gap_s=max(run.gaps.values()),
+        max_in_flight=scaling.high_water,
+        gap_s=max(scaling.gaps.values()),
         details=(
             f"occupancy {rates} "
-            + " ".join(f"gap_{k.replace(' ', '_')}={v:.1f}s" for k, v in run.gaps.items())
-            + f" rejected={sum(n for _, n in run.rejections)} at {run.rejections[:5]}"
-            f" in_flight_over_limit_at={run.in_flight_over_limit[:5]}"
+            + " ".join(f"gap_{k.replace(' ', '_')}={v:.1f}s" for k, v in scaling.gaps.items())
+            + f" rejected={sum(n for _, n in scaling.rejections)} at {scaling.rejections[:5]}"
+            f" in_flight_over_limit_at={scaling.in_flight_over_limit[:5]}"
         ),
     )
-    return run
+    return scaling
 
 
 def test_scaling_keeps_the_group_within_the_allocation(scaling_run: ScalingRun) -> None:
