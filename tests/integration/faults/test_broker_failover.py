@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.stack import emulator
-from tests.fixtures.faults import ReportFigures
+from tests.fixtures.faults import FaultSession
 from tests.fixtures.kafka import wait_until
 from tests.fixtures.kafka_cluster import Cluster
 from tests.integration.faults.processes import (
@@ -29,7 +29,7 @@ from tests.integration.faults.processes import (
     processing_lines,
 )
 from tests.integration.faults.topics import (
-    fresh_topics,
+    TopicsFactory,
     longest_gap,
     outcome,
 )
@@ -56,18 +56,18 @@ class Fault:
 
 def test_processing_goes_on_when_a_leader_dies(
     kafka_cluster: Cluster,
-    chaos: bool,
-    report_figures: ReportFigures,
+    faults: FaultSession,
+    fault_topics: TopicsFactory,
     tmp_path: Path,
     delivery: str,
 ) -> None:
     """With the leader of an input and a decisions partition killed under 150 events/s, the
     processor goes on deciding once new leaders are elected, without a restart of its own, and
     every event gets its output."""
-    rounds, down_s = (3, 15.0) if chaos else (1, 5.0)
+    rounds, down_s = (3, 15.0) if faults.long else (1, 5.0)
     servers = kafka_cluster.bootstrap
-    topics = fresh_topics(servers, partitions=PARTITIONS, replication=3)
-    faults: list[Fault] = []
+    topics = fault_topics(servers, partitions=PARTITIONS, replication=3)
+    deaths: list[Fault] = []
     with (
         emulator(8, 20.0) as emu,
         group_run(servers, topics, emu.url, tmp_path, processing=processing_lines(delivery)) as run,
@@ -91,7 +91,7 @@ def test_processing_goes_on_when_a_leader_dies(
                 lambda: kafka_cluster.in_sync([topics.input, topics.decisions]),
                 60, 0.2, "every replica back in sync",
             )  # fmt: skip
-            faults.append(
+            deaths.append(
                 Fault(node, led[topics.input], led[topics.decisions],
                       coordinator == node, killed, elected, run.caught_up())
             )  # fmt: skip
@@ -99,8 +99,8 @@ def test_processing_goes_on_when_a_leader_dies(
         assert run.processor.alive(), run.processor.tail()  # never exited
     end = outcome(servers, topics)
     outputs, result = end.outputs, end.tally
-    gaps = [longest_gap(outputs, f.killed, f.back, range(PARTITIONS)) for f in faults]
-    report_figures(
+    gaps = [longest_gap(outputs, f.killed, f.back, range(PARTITIONS)) for f in deaths]
+    faults.report(
         "b: broker failover",
         delivery,
         lost=len(result.lost),
@@ -110,7 +110,7 @@ def test_processing_goes_on_when_a_leader_dies(
             f"node{f.node}(input{f.inputs},decisions{f.decisions}"
             f"{',coordinator' if f.coordinator else ''}): "
             f"election={f.elected - f.killed:.1f}s gap={gap:.1f}s"
-            for f, gap in zip(faults, gaps, strict=True)
+            for f, gap in zip(deaths, gaps, strict=True)
         )
         + f" {result.describe()}",
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bench.stack import emulator
-from tests.fixtures.faults import ReportFigures
+from tests.fixtures.faults import FaultSession
 from tests.integration.faults.processes import (
     Sampler,
     group_run,
@@ -25,7 +25,7 @@ from tests.integration.faults.processes import (
     processing_lines,
 )
 from tests.integration.faults.topics import (
-    fresh_topics,
+    TopicsFactory,
     outcome,
 )
 
@@ -52,13 +52,17 @@ def _epoch(rfc3339: str) -> float:
 
 
 def test_outage_falls_back_on_time_and_spends_few_executes(
-    kafka_bootstrap: str, chaos: bool, report_figures: ReportFigures, tmp_path: Path, delivery: str
+    kafka_bootstrap: str,
+    faults: FaultSession,
+    tmp_path: Path,
+    delivery: str,
+    fault_topics: TopicsFactory,
 ) -> None:
     """Through an outage of 503s then hangs under 150 events/s, every event offered gets one
     on-time fallback decision and none is dead-lettered; the open circuit keeps the executes
     the endpoint sees under 5% of the events; scoring resumes within 5 s of the recovery."""
-    outage_s = 60.0 if chaos else 10.0
-    topics = fresh_topics(kafka_bootstrap, partitions=3)
+    outage_s = 60.0 if faults.long else 10.0
+    topics = fault_topics(kafka_bootstrap, partitions=3)
     with (
         emulator(8, 20.0) as emu,
         group_run(
@@ -95,7 +99,7 @@ def test_outage_falls_back_on_time_and_spends_few_executes(
     )  # fmt: skip
     states = {value for moment, value in circuit.samples if started + 2 <= moment < healed}
     reasons = sorted({str(d["fallback_reason"]) for d in fallbacks})
-    report_figures(
+    faults.report(
         "c: endpoint down",
         delivery,
         lost=len(result.lost),

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.stack import emulator
-from tests.fixtures.faults import ReportFigures
+from tests.fixtures.faults import FaultSession
 from tests.integration.faults.processes import (
     SHORT_SESSION,
     group_run,
@@ -27,7 +27,7 @@ from tests.integration.faults.processes import (
     processing_lines,
 )
 from tests.integration.faults.topics import (
-    fresh_topics,
+    TopicsFactory,
     outcome,
 )
 
@@ -39,14 +39,18 @@ LATENCY_MS, LIMIT = 150.0, 32  # 213 executes/s: every event can be scored, none
 
 
 def test_kill_loop_loses_no_event(
-    kafka_bootstrap: str, chaos: bool, report_figures: ReportFigures, tmp_path: Path, delivery: str
+    kafka_bootstrap: str,
+    faults: FaultSession,
+    tmp_path: Path,
+    delivery: str,
+    fault_topics: TopicsFactory,
 ) -> None:
     """Killed with SIGKILL again and again under 150 events/s (5% malformed), and started
     again each time, the processor still gives every event a decision or a dead letter;
     with exactly-once delivery no event has two."""
-    kills = 10 if chaos else 3
+    kills = 10 if faults.long else 3
     rng = random.Random(7)
-    topics = fresh_topics(kafka_bootstrap, partitions=3)
+    topics = fault_topics(kafka_bootstrap, partitions=3)
     with (
         emulator(LIMIT, LATENCY_MS) as emu,
         group_run(
@@ -65,7 +69,7 @@ def test_kill_loop_loses_no_event(
             run.processor.wait_ready()
         run.caught_up()
     result = outcome(kafka_bootstrap, topics).tally
-    report_figures(
+    faults.report(
         "a: kill -9 loop",
         delivery,
         lost=len(result.lost),

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from bench.stack import emulator
-from tests.fixtures.faults import ReportFigures
+from tests.fixtures.faults import FaultSession
 from tests.fixtures.kafka import wait_until
 from tests.fixtures.kafka_cluster import Cluster
 from tests.integration.faults.processes import (
@@ -40,7 +40,7 @@ from tests.integration.faults.topics import (
     Commits,
     InputRecord,
     OutputRecord,
-    fresh_topics,
+    TopicsFactory,
     longest_gap,
     outcome,
 )
@@ -85,17 +85,17 @@ def commits_ahead_of_outputs(
 
 def test_outputs_refused_for_a_while_are_neither_lost_nor_committed_past(
     kafka_cluster: Cluster,
-    chaos: bool,
-    report_figures: ReportFigures,
+    faults: FaultSession,
+    fault_topics: TopicsFactory,
     tmp_path: Path,
     delivery: str,
 ) -> None:
     """While the decisions topic refuses writes under 150 events/s, the group commits no input
     whose output the broker has not written; when it takes writes again, processing resumes by
     itself and every event has its output."""
-    down_s = 30.0 if chaos else 10.0
+    down_s = 30.0 if faults.long else 10.0
     servers = kafka_cluster.bootstrap
-    topics = fresh_topics(
+    topics = fault_topics(
         servers,
         partitions=PARTITIONS,
         replication=3,
@@ -122,7 +122,7 @@ def test_outputs_refused_for_a_while_are_neither_lost_nor_committed_past(
     inputs, outputs, result = end.inputs, end.outputs, end.tally
     ahead = commits_ahead_of_outputs(sampled.samples, inputs, outputs)
     during = [s for moment, s in sampled.samples if killed <= moment <= restarted]
-    report_figures(
+    faults.report(
         "e: output unwritable",
         delivery,
         lost=len(result.lost),

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from bench.stack import emulator
-from tests.fixtures.faults import record_figures
+from tests.fixtures.faults import long_runs, record_figures
 from tests.fixtures.kafka import wait_until
 from tests.integration.faults.processes import (
     Replica,
@@ -38,6 +38,7 @@ from tests.integration.faults.processes import (
 from tests.integration.faults.topics import (
     Tally,
     assignment,
+    delete_topics,
     fresh_topics,
     longest_gap,
     outcome,
@@ -93,49 +94,52 @@ def scaling_run(
     tmp_path_factory: pytest.TempPathFactory,
     delivery: str,
 ) -> ScalingRun:
-    phase_s = 20.0 if request.config.getoption("--chaos") else 5.0
+    phase_s = 20.0 if long_runs(request.config) else 5.0
     topics = fresh_topics(kafka_bootstrap, partitions=PARTITIONS)
     phases: list[Phase] = []
-    with (
-        emulator(LIMIT, LATENCY_MS) as emu,
-        group_run(
-            kafka_bootstrap, topics, emu.url, tmp_path_factory.mktemp(f"scaling-{delivery}"),
-            processing=processing_lines(delivery), members=3,
-        ) as run,
-        load(kafka_bootstrap, topics.input, rate=RATE),
-        Sampler(emu.stats, 0.05) as endpoint,
-        Sampler(lambda: _replica_figures(run.members), 0.1) as processors,
-    ):  # fmt: skip
-        first, *others = run.members
+    try:
+        with (
+            emulator(LIMIT, LATENCY_MS) as emu,
+            group_run(
+                kafka_bootstrap, topics, emu.url, tmp_path_factory.mktemp(f"scaling-{delivery}"),
+                processing=processing_lines(delivery), members=3,
+            ) as run,
+            load(kafka_bootstrap, topics.input, rate=RATE),
+            Sampler(emu.stats, 0.05) as endpoint,
+            Sampler(lambda: _replica_figures(run.members), 0.1) as processors,
+        ):  # fmt: skip
+            first, *others = run.members
 
-        def steady(name: str) -> None:
-            before, start = emu.stats()["executed"], time.time()
-            time.sleep(phase_s)  # the phase lasts this long
-            phases.append(Phase(name, start, time.time(), emu.stats()["executed"] - before))
+            def steady(name: str) -> None:
+                before, start = emu.stats()["executed"], time.time()
+                time.sleep(phase_s)  # the phase lasts this long
+                phases.append(Phase(name, start, time.time(), emu.stats()["executed"] - before))
 
-        run.caught_up()
-        steady("1 replica")
-        out_at = time.time()
-        for replica in others:
-            replica.start()
-        for replica in others:
-            replica.wait_ready()
-        wait_until(
-            lambda: assignment(kafka_bootstrap, first.group) == [2, 2, 2],
-            60, 0.2, "3 replicas owning 2 partitions each",
-        )  # fmt: skip
-        phases.append(Phase("scale out", out_at, time.time()))
-        steady("3 replicas")
-        in_at = time.time()
-        for replica in others:
-            assert replica.stop() == 0, replica.tail()
-        wait_until(
-            lambda: assignment(kafka_bootstrap, first.group) == [PARTITIONS],
-            60, 0.2, "the last replica owning every partition",
-        )  # fmt: skip
-        phases.append(Phase("scale in", in_at, time.time()))
-        steady("1 replica again")
-    end = outcome(kafka_bootstrap, topics)
+            run.caught_up()
+            steady("1 replica")
+            out_at = time.time()
+            for replica in others:
+                replica.start()
+            for replica in others:
+                replica.wait_ready()
+            wait_until(
+                lambda: assignment(kafka_bootstrap, first.group) == [2, 2, 2],
+                60, 0.2, "3 replicas owning 2 partitions each",
+            )  # fmt: skip
+            phases.append(Phase("scale out", out_at, time.time()))
+            steady("3 replicas")
+            in_at = time.time()
+            for replica in others:
+                assert replica.stop() == 0, replica.tail()
+            wait_until(
+                lambda: assignment(kafka_bootstrap, first.group) == [PARTITIONS],
+                60, 0.2, "the last replica owning every partition",
+            )  # fmt: skip
+            phases.append(Phase("scale in", in_at, time.time()))
+            steady("1 replica again")
+        end = outcome(kafka_bootstrap, topics)
+    finally:
+        delete_topics(kafka_bootstrap, topics)
     outputs, result = end.outputs, end.tally
 
     def when(moment: float) -> str:

@@ -36,8 +36,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.stack import Topics
 from streamproc.kafka.admin import TopicSpec, ensure_topics
+from tests.fixtures import kafka
 
 EVENT_ID_HEADER = "x-sample-event-id"
+# The ``fault_topics`` fixture: fresh_topics' arguments, the topics deleted after the test.
+TopicsFactory = Callable[..., Topics]
 APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 T = TypeVar("T")
 
@@ -74,6 +77,10 @@ def fresh_topics(
         },
     )
     return topics
+
+
+def delete_topics(servers: str, topics: Topics) -> None:
+    kafka.delete_topics(servers, [topics.input, topics.decisions, topics.dlq])
 
 
 @dataclass(frozen=True, slots=True)
