@@ -43,7 +43,7 @@
 #   KAFKA_SECURE          1: secure mode, as --secure
 #   KAFKA_CLUSTER         1: cluster mode, as --cluster
 #   KAFKA_HOME_DIR        cache, data and logs (<repo>/.kafka)
-#   KAFKA_HEAP_OPTS       (-Xms256m -Xmx768m)
+#   KAFKA_HEAP_OPTS       (-Xms256m -Xmx768m; each node of the cluster -Xms128m -Xmx512m)
 #   KAFKA_LOG_LEVEL       root log level of the broker (WARN)
 #   KAFKA_OPTS            extra JVM options for the broker, appended last
 #   KAFKA_START_TIMEOUT   seconds to wait for the broker to answer (120)
@@ -93,8 +93,10 @@ elif ((CLUSTER)); then
 else
 	KAFKA_PORT=${KAFKA_PORT:-9092}
 fi
-if ! [[ $KAFKA_PORT =~ ^[0-9]+$ ]] || ((KAFKA_PORT < 1 || KAFKA_PORT > 65529)); then
-	printf 'kafka: error: KAFKA_PORT must be a port number below 65530, got %q\n' "$KAFKA_PORT" >&2
+# The highest port taken: the controller's, the last node's in cluster mode.
+if ! [[ $KAFKA_PORT =~ ^[0-9]+$ ]] || ((KAFKA_PORT < 1 || KAFKA_PORT + (CLUSTER ? 5 : 1) > 65535)); then
+	printf 'kafka: error: KAFKA_PORT must be a port number that leaves room for %s more below 65536, got %q\n' \
+		"$((CLUSTER ? 5 : 1))" "$KAFKA_PORT" >&2
 	exit 1
 fi
 if [[ -n $NODE_ID ]] && { ((!CLUSTER)) || [[ ! $NODE_ID =~ ^[1-3]$ ]]; }; then
