@@ -69,6 +69,7 @@ class ScalingRun:
     phases: list[Phase]
     occupancy: dict[str, float]  # steady phase -> mean share of the limit in flight
     gaps: dict[str, float]  # rebalance -> the longest stall of a decisions partition (s)
+    expired: dict[str, int]  # rebalance -> decisions "expired_on_arrival" written meanwhile
     high_water: int  # the emulator's maxInFlight
     rejections: list[tuple[str, int]]  # (when, how many more) each time the count grew
     in_flight_over_limit: list[tuple[str, float]]  # (when, the replicas' summed in-flight)
@@ -162,6 +163,17 @@ def scaling_run(
             for p in phases
             if not p.executes
         },
+        expired={
+            p.name: sum(
+                1
+                for o in outputs
+                if o.decision is not None
+                and o.decision["fallback_reason"] == "expired_on_arrival"
+                and p.start <= o.appended <= p.end
+            )
+            for p in phases
+            if not p.executes
+        },
         high_water=max(int(s["maxInFlight"]) for _, s in stats),
         rejections=[
             (when(moment), int(s["rejected"]) - int(prev["rejected"]))
@@ -192,6 +204,8 @@ def scaling_run(
         details=(
             f"occupancy {rates} "
             + " ".join(f"gap_{k.replace(' ', '_')}={v:.1f}s" for k, v in scaling.gaps.items())
+            + " "
+            + " ".join(f"expired_{k.replace(' ', '_')}={n}" for k, n in scaling.expired.items())
             + f" rejected={sum(n for _, n in scaling.rejections)} at {scaling.rejections[:5]}"
             f" in_flight_over_limit_at={scaling.in_flight_over_limit[:5]}"
         ),
