@@ -41,6 +41,17 @@ PARTITIONS = 3
 MALFORMED_RATIO = 0.02
 # Processing must go on this soon after a leader's death (failover itself takes about 5 s).
 CONTINUES_WITHIN_S = 30.0
+# Seen in about half of the deaths of the group's coordinator, exactly-once only: the processor
+# waits in the producer's send_offsets_to_transaction, past the call's timeout, for good (a gdb
+# backtrace shows the worker thread in rd_kafka_send_offsets_to_transaction); intake pauses at
+# max_in_flight and nothing is committed again, also after the node is back, until the
+# processor is restarted. librdkafka 2.16.0 does not time that call out while the coordinator
+# is unreachable or gone from the metadata (upstream reports: confluentinc/librdkafka#5456 and
+# #5511). Expected to fail in that one case until the processor guards the call.
+STUCK_SENDING_OFFSETS = (
+    "exactly-once: the processor stopped for good after the group coordinator died, waiting in "
+    "send_offsets_to_transaction (librdkafka ignores the call's timeout)"
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ def test_processing_goes_on_when_a_leader_dies(
     servers = kafka_cluster.bootstrap
     topics = fault_topics(servers, partitions=PARTITIONS, replication=3)
     deaths: list[Fault] = []
+    stalled: Fault | None = None
     with (
         emulator(8, 20.0) as emu,
         group_run(servers, topics, emu.url, tmp_path, processing=processing_lines(delivery)) as run,
@@ -84,7 +96,13 @@ def test_processing_goes_on_when_a_leader_dies(
                 for partition in partitions:
                     kafka_cluster.leader(topic, partition)  # waits for the election
             elected = time.time()
-            run.caught_up(CONTINUES_WITHIN_S)  # with the node still down: processing goes on
+            try:
+                run.caught_up(CONTINUES_WITHIN_S)  # with the node still down: processing goes on
+            except TimeoutError:
+                stalled = Fault(node, led[topics.input], led[topics.decisions],
+                                coordinator == node, killed, elected, time.time())  # fmt: skip
+                run.abandon()
+                break
             time.sleep(max(0.0, killed + down_s - time.time()))  # the node stays down
             kafka_cluster.restart()
             wait_until(
@@ -95,8 +113,20 @@ def test_processing_goes_on_when_a_leader_dies(
                 Fault(node, led[topics.input], led[topics.decisions],
                       coordinator == node, killed, elected, run.caught_up())
             )  # fmt: skip
-        assert run.processor.starts == 1
-        assert run.processor.alive(), run.processor.tail()  # never exited
+        if stalled is None:
+            assert run.processor.starts == 1
+            assert run.processor.alive(), run.processor.tail()  # never exited
+    if stalled is not None:
+        role = "the group's coordinator" if stalled.coordinator else "not the coordinator"
+        faults.report(
+            "b: broker failover",
+            delivery,
+            details=f"stopped: nothing committed within {CONTINUES_WITHIN_S:g} s after node "
+            f"{stalled.node} ({role}) died; {len(deaths)} earlier death(s) were survived",
+        )
+        if delivery == "exactly_once" and stalled.coordinator:
+            pytest.xfail(STUCK_SENDING_OFFSETS)
+        pytest.fail(f"processing stopped after node {stalled.node} ({role}) died")
     end = outcome(servers, topics)
     outputs, result = end.outputs, end.tally
     gaps = [longest_gap(outputs, f.killed, f.back, range(PARTITIONS)) for f in deaths]

@@ -149,14 +149,19 @@ def read_all(servers: str, topics: list[str], timeout_s: float = 60.0) -> list[M
 
 
 def read_inputs(servers: str, topics: Topics) -> dict[str, InputRecord]:
+    """Each input record by its event id. An id written twice (the load generator's producer
+    sent a record again) would make two outputs right, so it fails the read instead."""
     inputs: dict[str, InputRecord] = {}
+    repeated: list[tuple[InputRecord, InputRecord]] = []
     for msg in read_all(servers, [topics.input]):
         raw = _header(msg, EVENT_ID_HEADER)
         assert raw is not None, f"input {msg.partition()}:{msg.offset()} has no event id header"
         event_id = raw.decode()
-        inputs[event_id] = InputRecord(
-            event_id, msg.partition(), msg.offset(), msg.timestamp()[1] / 1000
-        )
+        record = InputRecord(event_id, msg.partition(), msg.offset(), msg.timestamp()[1] / 1000)
+        if event_id in inputs:
+            repeated.append((inputs[event_id], record))
+        inputs[event_id] = record
+    assert not repeated, f"{len(repeated)} event ids are in the input twice: {repeated[:3]}"
     return inputs
 
 
