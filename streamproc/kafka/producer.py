@@ -11,6 +11,7 @@ the processor count its input event as done and its offset as committable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -30,6 +31,14 @@ log = get_logger("kafka.producer")
 
 T = TypeVar("T")
 _TRANSACTION_RETRIES = 5
+# librdkafka 2.16 does not time send_offsets_to_transaction out while the group coordinator is
+# unreachable or gone from the metadata (confluentinc/librdkafka#5456, #5511): it can wait for
+# good. A transaction call that has not returned this long after its own timeout is given up
+# and its producer treated as unusable, so the processor replaces it instead of stalling.
+STUCK_GRACE_S = 3.0
+# Commits come every transaction_interval_ms; one that takes longer than this has failed, and
+# its transaction is redone, rather than holding every output behind it for half a minute.
+TRANSACTION_CALL_S = 5.0
 OnDelivery = Callable[[T, KafkaDeliveryError | None], None]
 
 
@@ -75,7 +84,10 @@ class KafkaSink(Generic[T]):
             raise transaction_error(exc, "begin") from exc
 
     async def commit(
-        self, offsets: Mapping[TopicPartition, CommitPoint], group: Any, timeout_s: float = 30.0
+        self,
+        offsets: Mapping[TopicPartition, CommitPoint],
+        group: Any,
+        timeout_s: float = TRANSACTION_CALL_S,
     ) -> None:
         """Commit the open transaction: its outputs and ``offsets`` for the consumer ``group``
         (its group metadata, which fences a member that lost its partitions)."""
@@ -89,24 +101,36 @@ class KafkaSink(Generic[T]):
             )
         await self._transaction_call(self._producer.commit_transaction, timeout_s)
 
-    async def abort(self, timeout_s: float = 30.0) -> None:
+    async def abort(self, timeout_s: float = TRANSACTION_CALL_S) -> None:
         """Abort the open transaction: its outputs are never seen by read_committed readers."""
         await self._transaction_call(self._producer.abort_transaction, timeout_s)
 
-    async def renew(self, timeout_s: float = 30.0) -> None:
+    async def renew(self, timeout_s: float = TRANSACTION_CALL_S) -> None:
         """Replace a producer that hit a fatal error (e.g. fenced); :meth:`begin` follows."""
         old, self._producer = self._producer, Producer(self._config, logger=client_logger())
-        await asyncio.to_thread(old.purge)
+        try:
+            # The old producer may be the one stuck in a call: do not wait on it for good.
+            await asyncio.wait_for(_in_daemon_thread(old.purge), STUCK_GRACE_S)
+        except TimeoutError:
+            log.warning("producer_purge_timed_out", timeout_s=STUCK_GRACE_S)
         await self._init_only(timeout_s)
 
     async def _transaction_call(self, fn: Any, *args: Any) -> None:
+        """``fn(*args)`` in a worker thread; its last argument is its timeout in seconds."""
         # A retriable error means "call it again"; anything else is the caller's to handle.
+        operation = getattr(fn, "__name__", "transaction call")
+        give_up_s = float(args[-1]) + STUCK_GRACE_S
         for attempt in range(_TRANSACTION_RETRIES):
             try:
-                await asyncio.to_thread(fn, *args)
+                await asyncio.wait_for(_in_daemon_thread(fn, *args), give_up_s)
                 return
+            except TimeoutError as exc:
+                # The worker thread stays blocked in librdkafka; this producer is not used again.
+                raise KafkaTransactionError(
+                    f"no answer within {give_up_s:g} s", operation=operation, fatal=True
+                ) from exc
             except KafkaException as exc:
-                error = transaction_error(exc, getattr(fn, "__name__", "transaction call"))
+                error = transaction_error(exc, operation)
                 if not error.retriable or attempt == _TRANSACTION_RETRIES - 1:
                     raise error from exc
                 log.warning("transaction_call_retried", call=error.operation, error=str(error))
@@ -171,6 +195,32 @@ class KafkaSink(Generic[T]):
             self._on_delivery(
                 token, KafkaDeliveryError(err.str(), topic=topic, retriable=retriable)
             )
+
+
+async def _in_daemon_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on a thread of its own, not the loop's pool: a call stuck in librdkafka
+    then holds neither a pool worker nor the process's exit, which joins the pool's threads."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.done():  # given up on (cancelled) meanwhile
+            return
+        if error is None:
+            done.set_result(result)
+        else:
+            done.set_exception(error)
+
+    def call() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=call, name="producer-transaction", daemon=True).start()
+    return await done
 
 
 def transaction_error(exc: KafkaException, operation: str) -> KafkaTransactionError:

@@ -41,17 +41,10 @@ PARTITIONS = 3
 MALFORMED_RATIO = 0.02
 # Processing must go on this soon after a leader's death (failover itself takes about 5 s).
 CONTINUES_WITHIN_S = 30.0
-# Seen in about half of the deaths of the group's coordinator, exactly-once only: the processor
-# waits in the producer's send_offsets_to_transaction, past the call's timeout, for good (a gdb
-# backtrace shows the worker thread in rd_kafka_send_offsets_to_transaction); intake pauses at
-# max_in_flight and nothing is committed again, also after the node is back, until the
-# processor is restarted. librdkafka 2.16.0 does not time that call out while the coordinator
-# is unreachable or gone from the metadata (upstream reports: confluentinc/librdkafka#5456 and
-# #5511). Expected to fail in that one case until the processor guards the call.
-STUCK_SENDING_OFFSETS = (
-    "exactly-once: the processor stopped for good after the group coordinator died, waiting in "
-    "send_offsets_to_transaction (librdkafka ignores the call's timeout)"
-)
+# Exactly-once, a death of the group's coordinator can leave send_offsets_to_transaction waiting
+# for good (librdkafka 2.16.0 does not time it out while the coordinator is unreachable:
+# confluentinc/librdkafka#5456, #5511). The producer adapter gives such a call up and replaces
+# the producer, so every death must be survived, in both modes.
 
 
 @dataclass(frozen=True)
@@ -124,8 +117,6 @@ def test_processing_goes_on_when_a_leader_dies(
             details=f"stopped: nothing committed within {CONTINUES_WITHIN_S:g} s after node "
             f"{stalled.node} ({role}) died; {len(deaths)} earlier death(s) were survived",
         )
-        if delivery == "exactly_once" and stalled.coordinator:
-            pytest.xfail(STUCK_SENDING_OFFSETS)
         pytest.fail(f"processing stopped after node {stalled.node} ({role}) died")
     end = outcome(servers, topics)
     outputs, result = end.outputs, end.tally
