@@ -7,11 +7,12 @@ or wait (or pause the partition), release it when the call ends.
 
 The limit comes from configuration, from the allocation read from the Control Room, or both
 (the lower wins: see :func:`resolve_limit`). :func:`replica_share` optionally splits one
-allocation across consumer replicas in proportion to their partition assignment.
+allocation across consumer replicas by the input partitions each owns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,22 +69,33 @@ def resolve_limit(
     )
 
 
-def replica_share(limit: int, owned_partitions: int, total_partitions: int) -> int:
-    """This replica's share of ``limit``: proportional to the partitions it owns, at least 1.
+def partition_slots(limit: int, partition: int, total_partitions: int) -> int:
+    """The slots of ``limit`` that go with input ``partition``: ``limit // total`` each, and one
+    more for ``limit % total`` partitions spread evenly over the range, so that the slots of
+    all partitions add up to ``limit`` exactly."""
+    if not 0 <= partition < total_partitions:
+        raise ValueError(f"partition must be in 0..{total_partitions - 1}, got {partition}")
+    base, spare = divmod(limit, total_partitions)
+    n = total_partitions
+    return base + (partition + 1) * spare // n - partition * spare // n
 
-    Opt-in: for one allocation shared by several consumer replicas without a coordinator,
-    each replica takes ``floor(limit * owned / total)`` and recomputes it on every
-    rebalance. Flooring keeps the sum within the limit; the floor of 1 (so a replica that
-    owns partitions can make progress) can exceed it when there are more replicas than
-    slots, which the endpoint then answers with 429s.
+
+def replica_share(limit: int, owned: Iterable[int], total_partitions: int) -> int:
+    """This replica's share of ``limit``: the slots of the input partitions it owns, at least 1.
+
+    Opt-in: for one allocation shared by several consumer replicas without a coordinator, each
+    replica takes the slots that go with its partitions (:func:`partition_slots`) and
+    recomputes them on every rebalance. A partition has one owner at a time, so the shares
+    never add up to more than the limit, and with every partition owned they use all of it;
+    a proportional floor would leave slots unused (3 replicas of 2 of 6 partitions: 2 + 2 + 2
+    of 8). The floor of 1 (so a replica that owns partitions can make progress) can exceed the
+    limit when there are more replicas than slots, which the endpoint answers with 429s.
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     if total_partitions < 1:
         raise ValueError(f"total_partitions must be at least 1, got {total_partitions}")
-    if not 0 <= owned_partitions <= total_partitions:
-        raise ValueError(f"owned_partitions must be in 0..{total_partitions}")
-    return max(1, limit * owned_partitions // total_partitions)
+    return max(1, sum(partition_slots(limit, p, total_partitions) for p in set(owned)))
 
 
 class Budget:

@@ -2,10 +2,11 @@
 
 The API Task's concurrencyLimit is per allocation, not per process: two replicas that each
 used the whole budget would together run twice the limit, and the real-time endpoint answers
-the excess with errors instead of queueing it. So each replica takes the share of every budget
-proportional to the input partitions it owns (``core.budgets.replica_share``: the floor of
-``limit * owned / total``, at least 1) and recomputes it after every rebalance. Cooperative
-rebalancing revokes before it assigns, so shares shrink before others grow. The cost: a replica
+the excess with errors instead of queueing it. So each replica takes, of every budget, the slots
+that go with the input partitions it owns (``core.budgets.replica_share``: ``limit // total``
+per partition, the remainder spread over the partitions, at least 1 in all) and recomputes it
+after every rebalance. Cooperative rebalancing revokes before it assigns, so shares shrink
+before others grow. The cost: a replica
 whose partitions carry more traffic than their share waits while another idles; with a single
 replica nothing changes.
 """
@@ -84,7 +85,8 @@ class BudgetSplitter:
             self._refresh_later()
         assert self._total is not None
         total = self._total
-        owned = min(len(assignment), total)
+        # A partition beyond the count read last (the topic grew) gets slots once it is reread.
+        owned = [tp.partition for tp in assignment if tp.partition < total]
         for name, budget in self._budgets.items():
             share = replica_share(self._limits[name], owned, total)
             if share != budget.limit:
@@ -93,7 +95,7 @@ class BudgetSplitter:
                     task=name,
                     limit=self._limits[name],
                     share=share,
-                    owned_partitions=owned,
+                    owned_partitions=len(owned),
                     total_partitions=total,
                 )
                 budget.set_limit(share)

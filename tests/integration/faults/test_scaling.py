@@ -7,10 +7,9 @@ in), as an orchestrator does. One run per delivery mode; the tests below read it
 
 - The emulator refuses an execute over the limit with a 429 and counts it as rejected, so its
   maxInFlight never exceeds the limit: ``rejected`` is what says the group tried to.
-- How much of the bound the group uses is read as the slots' occupancy: the emulator's
-  ``inFlight``, sampled every 50 ms, averaged over a phase and divided by the limit. Unlike
-  executes per second it does not count the emulator's own time per execute (about 1.5 ms) or
-  the network against the processor.
+- How much of the bound the group reaches is its executes per second in a steady phase over
+  8 / 0.020 s, as the emulator counts them. The slots' occupancy (the emulator's ``inFlight``,
+  sampled every 50 ms, averaged over a phase, over the limit) is reported beside it.
 
 Short run (``make test``): 5 s per phase; long run (``make chaos``): 20 s.
 """
@@ -52,7 +51,10 @@ SHORT_RUN_MODES = ("at_least_once",)
 LIMIT, LATENCY_MS = 8, 20.0
 RATE = 480  # events/s: 1.2 times what the allocation can score
 PARTITIONS = 6
-MIN_OCCUPANCY = 0.9
+# The long run's 20 s phases hold the issue's bound; the short run's 5 s ones are noisier on a
+# shared machine, and its lower bar still fails the proportional floor's 6 of 8 slots (0.75).
+MIN_SHARE_OF_BOUND = {"long": 0.9, "short": 0.8}
+BOUND = LIMIT / (LATENCY_MS / 1000)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class ScalingRun:
     high_water: int  # the emulator's maxInFlight
     rejections: list[tuple[str, int]]  # (when, how many more) each time the count grew
     in_flight_over_limit: list[tuple[str, float]]  # (when, the replicas' summed in-flight)
+    held_by_three: list[float]  # the 3 replicas' summed budgets, sampled in their steady phase
 
 
 def _replica_figures(group: list[Replica]) -> dict[int, tuple[float, float]]:
@@ -185,11 +188,16 @@ def scaling_run(
             for moment, seen in processors.samples
             if (total := sum(f for _, f in seen.values())) > LIMIT
         ],
+        held_by_three=[
+            sum(budget for budget, _ in seen.values())
+            for moment, seen in processors.samples
+            if len(seen) == 3
+            and any(p.name == "3 replicas" and p.start <= moment <= p.end for p in phases)
+        ],
     )
-    bound = LIMIT / (LATENCY_MS / 1000)
     rates = " ".join(
         f"{p.name.replace(' ', '_')}={scaling.occupancy[p.name]:.2f}"
-        f"({p.executes / (p.end - p.start) / bound:.2f}_of_{bound:g}/s)"
+        f"({p.executes / (p.end - p.start) / BOUND:.2f}_of_{BOUND:g}/s)"
         for p in phases
         if p.executes
     )
@@ -224,11 +232,19 @@ def test_scaling_keeps_the_group_within_the_allocation(scaling_run: ScalingRun) 
     assert scaling_run.result.lost == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each replica takes floor(8 * 2 / 6) = 2 slots of the budget, so 3 replicas use "
-    "6 of 8 (0.75) however the load is spread",
-)
-def test_three_replicas_use_nine_tenths_of_the_allocation(scaling_run: ScalingRun) -> None:
-    """With 3 replicas sharing the allocation, the group keeps >= 0.9 of its slots busy."""
-    assert scaling_run.occupancy["3 replicas"] >= MIN_OCCUPANCY, scaling_run.occupancy
+def test_three_replicas_hold_the_whole_allocation_between_them(scaling_run: ScalingRun) -> None:
+    """Split by the partitions they own, the 3 replicas' budgets add up to the allocation's
+    limit: no slot is left to nobody (a proportional floor would give each 2 of 8)."""
+    assert scaling_run.held_by_three, "no sample of the 3 replicas' budgets"
+    assert set(scaling_run.held_by_three) == {LIMIT}, scaling_run.held_by_three
+
+
+def test_three_replicas_reach_nine_tenths_of_the_bound(
+    scaling_run: ScalingRun, request: pytest.FixtureRequest
+) -> None:
+    """With 3 replicas sharing the allocation, the group executes >= 0.9 of what the
+    allocation allows (8 / 20 ms = 400/s) while offered 1.2 times that."""
+    phase = next(p for p in scaling_run.phases if p.name == "3 replicas")
+    rate = phase.executes / (phase.end - phase.start)
+    bar = MIN_SHARE_OF_BOUND["long" if long_runs(request.config) else "short"]
+    assert rate / BOUND >= bar, (rate, scaling_run.occupancy)

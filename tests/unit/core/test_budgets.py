@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamproc.core.budgets import Budget, BudgetResolution, replica_share, resolve_limit
+from streamproc.core.budgets import (
+    Budget,
+    BudgetResolution,
+    partition_slots,
+    replica_share,
+    resolve_limit,
+)
 from streamproc.errors import ConfigError
 
 
@@ -113,32 +119,56 @@ def test_in_flight_never_exceeds_limit_or_goes_negative(ops: list[bool], limit: 
 
 @pytest.mark.parametrize(
     ("limit", "owned", "total", "expected"),
-    [(10, 4, 12, 3), (10, 12, 12, 10), (10, 6, 12, 5), (2, 1, 12, 1), (8, 0, 4, 1)],
+    [
+        (10, range(4), 12, 3),  # 10 slots over 12 partitions: partitions 0 and 6 have none
+        (10, range(12), 12, 10),
+        (8, [0, 1], 6, 2),
+        (8, [2, 3], 6, 3),  # partitions 2 and 5 carry the two spare slots
+        (8, [4, 5], 6, 3),
+        (2, [0], 12, 1),  # a partition without a slot still lets its owner make progress
+        (8, [], 4, 1),
+    ],
 )
-def test_replica_share_is_proportional_with_a_floor_of_one(
-    limit: int, owned: int, total: int, expected: int
+def test_replica_share_is_the_slots_of_its_partitions_with_a_floor_of_one(
+    limit: int, owned: range | list[int], total: int, expected: int
 ) -> None:
-    """A replica's share is floor(limit * owned / total), but at least 1."""
+    """A replica's share is the sum of its partitions' slots, but at least 1."""
     assert replica_share(limit, owned, total) == expected
 
 
+@given(st.integers(min_value=1, max_value=500), st.integers(min_value=1, max_value=200))
+def test_the_partitions_slots_add_up_to_the_limit(limit: int, total: int) -> None:
+    """Every slot belongs to exactly one partition, and no two partitions' slots differ by
+    more than one."""
+    slots = [partition_slots(limit, p, total) for p in range(total)]
+    assert sum(slots) == limit
+    assert max(slots) - min(slots) <= 1
+
+
 @given(
-    st.integers(min_value=1, max_value=500),
-    st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=10),
+    st.integers(min_value=1, max_value=64),
+    st.integers(min_value=1, max_value=48),
+    st.data(),
 )
 def test_replica_shares_never_sum_past_the_limit_when_each_gets_one(
-    limit: int, owned: list[int]
+    limit: int, total: int, data: st.DataObject
 ) -> None:
-    """When the limit covers one slot per replica, the shares of all replicas fit in it."""
-    total = sum(owned)
-    shares = [replica_share(limit, n, total) for n in owned]
-    if limit >= len(owned) and all(limit * n // total >= 1 for n in owned):
-        assert sum(shares) <= limit
+    """However the partitions are dealt to replicas, the shares of all replicas fit in the
+    limit when each replica's partitions carry a slot, and use all of it when every partition
+    is owned."""
+    replicas = data.draw(st.integers(min_value=1, max_value=total))
+    owner = data.draw(st.lists(st.integers(0, replicas - 1), min_size=total, max_size=total))
+    owned = [[p for p in range(total) if owner[p] == r] for r in range(replicas)]
+    shares = [replica_share(limit, parts, total) for parts in owned]
+    if all(sum(partition_slots(limit, p, total) for p in parts) >= 1 for parts in owned):
+        assert sum(shares) == limit
     assert all(s >= 1 for s in shares)
 
 
-@pytest.mark.parametrize(("limit", "owned", "total"), [(0, 1, 2), (5, 3, 2), (5, -1, 2), (5, 0, 0)])
-def test_replica_share_rejects_impossible_inputs(limit: int, owned: int, total: int) -> None:
-    """Limits below 1, or owned partitions outside 0..total, are errors."""
+@pytest.mark.parametrize(
+    ("limit", "owned", "total"), [(0, [1], 2), (5, [3], 2), (5, [-1], 2), (5, [], 0)]
+)
+def test_replica_share_rejects_impossible_inputs(limit: int, owned: list[int], total: int) -> None:
+    """Limits below 1, or owned partitions outside 0..total - 1, are errors."""
     with pytest.raises(ValueError, match="must be"):
         replica_share(limit, owned, total)
