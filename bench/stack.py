@@ -367,7 +367,13 @@ class Reader:
         )
         try:
             while not self._stop.is_set():
-                for msg in consumer.consume(1000, 0.05):
+                # consume(n, t) returns once n records came or t passed: asking for a batch
+                # would hold each record back up to t, and add that to every decision's age.
+                # Wait for one, then take what is already fetched.
+                messages = consumer.consume(1, 0.05)
+                if messages:
+                    messages += consumer.consume(999, 0)
+                for msg in messages:
                     if msg.error() is None:
                         self._add(msg.topic(), msg.value(), dict(msg.headers() or ()))
         finally:
