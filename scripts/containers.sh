@@ -243,13 +243,27 @@ socket_answers() {
 		>/dev/null 2>&1
 }
 
+# A service started from a checkout that was deleted since answers pings but cannot start a
+# container: conmon fails to get its working directory ("write child: broken pipe").
+stop_orphaned_service() {
+	local pid
+	pid=$(cat "$SOCKET_DIR/streamproc-service.pid" 2>/dev/null) || return 0
+	[[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == *" (deleted)" ]] || return 0
+	say "podman's API service (pid $pid) runs in a deleted directory; restarting it"
+	kill "$pid" 2>/dev/null || true
+	rm -f "$SOCKET"
+}
+
 start_socket() {
 	local deadline
+	stop_orphaned_service
 	socket_answers && return 0
 	mkdir -p "$SOCKET_DIR"
 	rm -f "$SOCKET"
-	# setsid: the service outlives this script and is not stopped by a Ctrl-C meant for make.
-	setsid podman system service --time=0 "unix://$SOCKET" </dev/null >>"$SERVICE_LOG" 2>&1 8>&- &
+	# setsid: the service outlives this script and is not stopped by a Ctrl-C meant for make;
+	# env -C /: it does not hold on to this checkout, which may be deleted before it ends.
+	setsid env -C / podman system service --time=0 "unix://$SOCKET" </dev/null \
+		>>"$SERVICE_LOG" 2>&1 8>&- &
 	echo $! >"$SOCKET_DIR/streamproc-service.pid"
 	deadline=$((SECONDS + 30))
 	until socket_answers; do
