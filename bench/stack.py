@@ -93,13 +93,14 @@ def wait_http(url: str, within_s: float = 60) -> None:
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 30) -> int | None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; its pipes, if any, are read and closed."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    try:
+        proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=5)
     return proc.returncode
 
 

@@ -26,6 +26,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from streamproc.core.offsets import CommitPoint
 from streamproc.errors import KafkaConsumerError
 from streamproc.kafka.clientlogs import client_logger
+from streamproc.kafka.handoff import settle
 from streamproc.kafka.records import ConsumedRecord, TopicPartition, consumed_record
 from streamproc.logs import get_logger
 
@@ -157,9 +158,9 @@ class KafkaSource:
             try:
                 result = fn(*args)
             except BaseException as exc:
-                loop.call_soon_threadsafe(_settle, done, None, exc)
+                loop.call_soon_threadsafe(settle, done, None, exc)
             else:
-                loop.call_soon_threadsafe(_settle, done, result, None)
+                loop.call_soon_threadsafe(settle, done, result, None)
 
         if self._thread is None or not self._thread.is_alive():
             raise KafkaConsumerError("the consumer is not running")
@@ -184,10 +185,10 @@ class KafkaSource:
                 on_lost=self._on_lost,
             )
         except BaseException as exc:
-            loop.call_soon_threadsafe(_settle, started, None, exc)
+            loop.call_soon_threadsafe(settle, started, None, exc)
             return
         log.info("consumer_subscribed", topics=self._topics, group=self._config.get("group.id"))
-        loop.call_soon_threadsafe(_settle, started, None, None)
+        loop.call_soon_threadsafe(settle, started, None, None)
         try:
             while not self._closing:
                 self._run_requests()
@@ -350,12 +351,3 @@ class KafkaSource:
         self._closing = True
         if self._consumer is not None:
             self._consumer.close()  # the final revoke callback runs in here
-
-
-def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(result)
-    else:
-        done.set_exception(error)

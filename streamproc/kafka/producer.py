@@ -24,6 +24,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from streamproc.core.offsets import CommitPoint, TopicPartition
 from streamproc.errors import KafkaDeliveryError, KafkaTransactionError
 from streamproc.kafka.clientlogs import client_logger
+from streamproc.kafka.handoff import settle
 from streamproc.kafka.records import OutputRecord
 from streamproc.logs import get_logger
 
@@ -203,21 +204,13 @@ async def _in_daemon_thread(fn: Callable[..., Any], *args: Any) -> Any:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Any] = loop.create_future()
 
-    def settle(result: Any, error: BaseException | None) -> None:
-        if done.done():  # given up on (cancelled) meanwhile
-            return
-        if error is None:
-            done.set_result(result)
-        else:
-            done.set_exception(error)
-
     def call() -> None:
         try:
             result, error = fn(*args), None
         except BaseException as exc:
             result, error = None, exc
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
+            loop.call_soon_threadsafe(settle, done, result, error)
 
     threading.Thread(target=call, name="producer-transaction", daemon=True).start()
     return await done

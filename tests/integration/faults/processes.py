@@ -250,16 +250,9 @@ def load(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            # Its producer still waits on a broker a test restarted. The load generator is not
-            # under test: what it never wrote is not in the input topic, so it is not counted
-            # as lost; the process goes, and its pipe with it.
-            proc.kill()
-            proc.communicate()
+        # Killed if its producer still waits on a broker a test restarted: the load generator
+        # is not under test, and what it never wrote is not in the input topic, so not lost.
+        stop_process(proc, 60)
 
 
 @dataclass
