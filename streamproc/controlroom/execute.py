@@ -34,6 +34,7 @@ from streamproc.controlroom.transport import ExecuteTransport, RawResponse
 from streamproc.core.values import (
     BooleanValue,
     BotValue,
+    ListValue,
     NumberValue,
     StringValue,
     dump_value,
@@ -274,10 +275,11 @@ def _outputs(response: RawResponse, url: str) -> dict[str, BotValue]:
 def parse_outputs(obj: Any) -> dict[str, BotValue]:
     """``parse_bot_values(obj, "botOutput")``, with a fast lane for well-formed scalars.
 
-    Scores, decisions and flags are STRING/NUMBER/BOOLEAN; building those directly skips
-    the general parser's enum lookup and dispatch. Anything else, and anything the fast lane
-    does not accept outright, goes through the general parser, so results and errors are the
-    same (a property test holds the two together).
+    Scores, decisions and flags are STRING/NUMBER/BOOLEAN, reason codes a LIST of STRING;
+    building those directly skips the general parser's enum lookup, dispatch and the path
+    text it formats for every list item. Anything else, and anything the fast lane does not
+    accept outright, goes through the general parser, so results and errors are the same (a
+    property test holds the two together).
     """
     if type(obj) is not dict:
         return parse_bot_values(obj, "botOutput")
@@ -300,8 +302,28 @@ def parse_outputs(obj: Any) -> dict[str, BotValue]:
                 if flag in ("true", "false"):  # a tuple: flag may be unhashable
                     out[name] = BooleanValue(flag == "true")
                     continue
+            elif kind == "LIST":
+                strings = _strings(raw.get("list"))
+                if strings is not None:
+                    out[name] = ListValue(strings)
+                    continue
         out[name] = parse_value(raw, f"botOutput.{name}")
     return out
+
+
+def _strings(items: Any) -> tuple[BotValue, ...] | None:
+    """A wire list whose items are all well-formed STRINGs, typed; else None."""
+    if type(items) is not list:
+        return None
+    values: list[BotValue] = []
+    for item in items:
+        if type(item) is not dict or item.get("type", "STRING") != "STRING":
+            return None
+        text = item.get("string")
+        if type(text) is not str:
+            return None
+        values.append(StringValue(text))
+    return tuple(values)
 
 
 def _decimal(text: Any) -> Decimal | None:

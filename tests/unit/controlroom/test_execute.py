@@ -261,13 +261,33 @@ wire_payloads = st.one_of(
     st.none(),
     st.lists(st.integers(), max_size=2),
 )
-wire_values = st.one_of(
+scalar_values = st.one_of(
     st.fixed_dictionaries(
         {"type": st.sampled_from(["STRING", "NUMBER", "BOOLEAN", "LIST", "FILE", "BOGUS"])},
         optional={"string": wire_payloads, "number": wire_payloads, "boolean": wire_payloads},
     ),
     st.fixed_dictionaries({}, optional={"string": wire_payloads}),
     wire_payloads,
+)
+# Reason codes: a LIST of STRINGs, well formed or not, and lists nesting other values.
+wire_values = st.one_of(
+    scalar_values,
+    st.fixed_dictionaries(
+        {"type": st.just("LIST")},
+        optional={"list": st.one_of(st.lists(scalar_values, max_size=3), wire_payloads)},
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("LIST"),
+            "list": st.lists(
+                st.fixed_dictionaries(
+                    {"string": st.text(max_size=4)},
+                    optional={"type": st.sampled_from(["STRING", "STRING", "NUMBER", "LIST"])},
+                ),
+                max_size=3,
+            ),
+        }
+    ),
 )
 
 
