@@ -313,6 +313,8 @@ class Output:
     fallback: bool
     reason: str | None
     dead_letter: bool
+    key: bytes | None = None  # the record key: the card, for decisions keyed like their input
+    decided: float | None = None  # the decision's decided_at (decisions only)
 
 
 def _epoch(rfc3339: str) -> float:
@@ -376,17 +378,33 @@ class Reader:
                     messages += consumer.consume(999, 0)
                 for msg in messages:
                     if msg.error() is None:
-                        self._add(msg.topic(), msg.value(), dict(msg.headers() or ()))
+                        self._add(msg.topic(), msg.value(), dict(msg.headers() or ()), msg.key())
         finally:
             consumer.close()
 
-    def _add(self, topic: str, value: bytes | None, headers: dict[str, bytes | None]) -> None:
+    def _add(
+        self,
+        topic: str,
+        value: bytes | None,
+        headers: dict[str, bytes | None],
+        key: bytes | None = None,
+    ) -> None:
         now = time.time()
         if topic == self.topics.decisions and value:
             d = orjson.loads(value)
-            occurred = _epoch(d["decided_at"]) - d["latency_ms"] / 1000
+            decided = _epoch(d["decided_at"])
+            occurred = decided - d["latency_ms"] / 1000
             self.outputs.append(
-                Output(d["event_id"], now, occurred, d["fallback"], d["fallback_reason"], False)
+                Output(
+                    d["event_id"],
+                    now,
+                    occurred,
+                    d["fallback"],
+                    d["fallback_reason"],
+                    dead_letter=False,
+                    key=key,
+                    decided=decided,
+                )
             )
         else:
             raw = headers.get("x-sample-event-id") or b"?"
