@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from streamproc.core.offsets import CommitPoint, TopicPartition, decode_completed, encode_completed
 from streamproc.errors import KafkaTransactionError
 from streamproc.logs import get_logger
-from streamproc.processor.ports import BUSY_TICK_S, log_failure
+from streamproc.processor.ports import BUSY_TICK_S
 from streamproc.processor.state import EngineState
 
 log = get_logger("processor")
@@ -153,7 +153,6 @@ class Commits(EngineState):
         positions: dict[TopicPartition, int] = {}
         for tp, part in self._partitions.items():
             start = part.committed.offset if part.committed else part.first_offset
-            part.rewinding = start is not None
             for flight in part.flights.values():
                 flight.settled = True  # what is still running is no longer wanted
             self._in_flight -= len(part.flights)
@@ -171,15 +170,8 @@ class Commits(EngineState):
         self._intake = deque(r for r in self._intake if r.tp not in positions)
         self._in_transaction = 0
         self._transaction_error = None
+        # Now, before anything else is taken in: from here on the source delivers these
+        # partitions' records only from ``positions``. (Seeking itself happens on the consumer
+        # thread, which may be inside a rebalance callback waiting for this very loop.)
+        self.source.seek(positions)
         self._maybe_resume()
-        # Seeking happens on the consumer thread, which may be inside a rebalance callback
-        # waiting for this very loop: do not wait for it here.
-        task = asyncio.get_running_loop().create_task(self._seek_back(positions))
-        task.add_done_callback(log_failure)
-
-    async def _seek_back(self, positions: Mapping[TopicPartition, int]) -> None:
-        await self.source.seek(positions)
-        for tp in positions:
-            part = self._partitions.get(tp)
-            if part is not None:
-                part.rewinding = False

@@ -217,8 +217,8 @@ class Processor(Rebalancing):
         for _ in range(min(len(intake), _INTAKE_CHUNK)):
             record = intake.popleft()
             part = partitions.get(record.tp)
-            if part is None or part.revoking or part.rewinding:
-                continue  # fetched before a revoke (the next owner reads it) or a rewind
+            if part is None or part.revoking:
+                continue  # fetched before a revoke: the next owner reads it
             try:
                 part.offsets.track(record.offset)
             except ValueError:

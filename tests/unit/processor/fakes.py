@@ -45,6 +45,7 @@ from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.processor.allocation import Allocation
 from streamproc.processor.engine import Processor
 from streamproc.processor.flight import Flight, Tracer
+from streamproc.processor.ports import Source
 
 T0 = 1_700_000_000.0
 INPUT = "transactions"
@@ -585,7 +586,7 @@ class FakeSource:
             self.points.append(dict(points))
         return ok
 
-    async def seek(self, positions: Mapping[TopicPartition, int]) -> None:
+    def seek(self, positions: Mapping[TopicPartition, int]) -> None:
         """Read again from ``positions``: what was fed from there on comes once more."""
         self.seeks.append(dict(positions))
         self.pending = [r for r in self.pending if r.tp not in positions]
@@ -699,8 +700,10 @@ def build(
     on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
     on_output: Callable[[Flight], None] | None = None,
     tracer: Tracer | None = None,
+    source: Callable[[Processor], Source] | None = None,
 ) -> Harness:
-    """A processor with fake source, sink and executors; one executor per API Task."""
+    """A processor with fake source, sink and executors; one executor per API Task.
+    ``source`` makes another source than :class:`FakeSource` (``assignment`` is then its own)."""
     settings = settings or make_settings()
     clock = clock or FakeClock()
     timeline = Timeline()
@@ -728,7 +731,7 @@ def build(
     tps = list(assignment)
     processor = Processor(
         settings,
-        lambda p: FakeSource(p, tps),
+        source or (lambda p: FakeSource(p, tps)),
         lambda on_delivery: FakeSink(on_delivery, timeline=timeline),
         allocations,
         metrics,
