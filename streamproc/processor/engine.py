@@ -167,8 +167,11 @@ class Processor(Rebalancing):
             log.warning("drain_timeout", in_flight=self._in_flight)
             for part in self._partitions.values():
                 part.idle.set()  # given up on: the final revoke must not wait for them again
-        committer.cancel()
-        await asyncio.gather(committer, return_exceptions=True)
+        # Between two commits: a transaction call cut off midway goes on in the producer's
+        # thread, and the final commit would collide with it and abort for nothing.
+        async with self._commit_lock:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
         await self._commit()
         await self.source.close()  # the final revoke commits again; nothing is left in flight
         await asyncio.gather(*(a.aclose() for a in self.allocations.values()))

@@ -39,7 +39,7 @@ from streamproc.core.ordering import OrderingMode
 from streamproc.core.retry import RetryPolicy
 from streamproc.core.routing import RoutingSpec
 from streamproc.core.values import BotValue, ListValue, NumberValue, StringValue
-from streamproc.errors import KafkaDeliveryError
+from streamproc.errors import KafkaDeliveryError, KafkaTransactionError
 from streamproc.kafka.records import ConsumedRecord, OutputRecord, TopicPartition
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.processor.allocation import Allocation
@@ -391,6 +391,12 @@ class FakeSink:
         self.transaction_offsets: list[dict[TopicPartition, CommitPoint]] = []
         self.commit_failures: deque[BaseException] = deque()  # raised by the next commits
         self.renewals = 0
+        # Transaction calls run to their end even when their caller gives up on them, as the
+        # adapter's do in their own thread; a call made while another runs is refused, as
+        # librdkafka refuses it ("Conflicting ... API call is already in progress").
+        self.commit_hold: Hold | None = None  # the next commit waits for its release
+        self.calls_refused = 0
+        self._calling = False
         self._open: list[OutputRecord] = []
         self._queued: deque[tuple[OutputRecord, Flight | None]] = deque()
         self._holds: list[tuple[Match, Hold]] = []
@@ -451,20 +457,44 @@ class FakeSink:
     async def commit(self, offsets: Mapping[TopicPartition, CommitPoint], group: Any) -> None:
         assert group == "group-metadata"
         assert not self._queued, "commit with outputs not yet acknowledged"
+        await asyncio.shield(self._call(lambda: self._commit(dict(offsets))))
+
+    async def _commit(self, offsets: dict[TopicPartition, CommitPoint]) -> None:
+        held, self.commit_hold = self.commit_hold, None
+        if held is not None:
+            await held.wait()
         if self.commit_failures:
             raise self.commit_failures.popleft()
         self.visible.extend(self._open)
-        self.transaction_offsets.append(dict(offsets))
+        self.transaction_offsets.append(offsets)
         self._open = []
 
     async def abort(self) -> None:
+        await asyncio.shield(self._call(self._abort))
+
+    async def _abort(self) -> None:
         self.aborted.extend(self._open)
         self._open = []
         self._queued.clear()
 
+    async def _call(self, work: Callable[[], Awaitable[None]]) -> None:
+        if self._calling:
+            self.calls_refused += 1
+            raise KafkaTransactionError(
+                "Conflicting transaction API call is already in progress",
+                operation="commit",
+                retriable=True,
+            )
+        self._calling = True
+        try:
+            await work()
+        finally:
+            self._calling = False
+
     async def renew(self) -> None:
+        """A new producer: registering its id aborts what the old one left open."""
         self.renewals += 1
-        await self.abort()
+        await self._abort()
 
     def by_source(self) -> dict[tuple[int, int], list[OutputRecord]]:
         found: dict[tuple[int, int], list[OutputRecord]] = defaultdict(list)

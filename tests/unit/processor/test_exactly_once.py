@@ -11,11 +11,13 @@ from tests.unit.processor.fakes import (
     DECISIONS,
     TP0,
     Harness,
+    Hold,
     answering,
     eventually,
     make_settings,
     record,
     sample,
+    settle,
     source_of,
 )
 
@@ -95,3 +97,24 @@ async def test_a_fenced_producer_is_replaced_and_the_work_redone(make_harness: M
     await eventually(lambda: len(h.sink.visible) == 2, "the events redone")
     assert h.sink.renewals == 1
     assert seen(h) == Counter({(0, 0): 1, (0, 1): 1})
+
+
+async def test_a_stop_while_a_transaction_commits_lets_that_commit_finish(
+    make_harness: MakeHarness,
+) -> None:
+    """Stopping during a transaction's commit waits for it instead of cutting it off: the
+    producer's call would go on regardless, and the final commit would collide with it and
+    abort the transaction for nothing."""
+    h = exactly_once(make_harness)
+    held = h.sink.commit_hold = Hold()
+    await h.start()
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(3)))
+    await eventually(held.entered.is_set, "the commit under way")
+    h.request_stop()
+    await settle()
+    held.release()
+    await h.stop()
+    assert h.sink.calls_refused == 0
+    assert h.sink.aborted == []
+    assert seen(h) == Counter({(0, o): 1 for o in range(3)})
+    assert sample(h.metrics, "streamproc_commits_total", outcome="aborted") == 0
