@@ -107,7 +107,8 @@ class Commits(EngineState):
                 except KafkaTransactionError as exc:
                     error = exc
             if error is not None:
-                await self._rewind(error)
+                fatal = isinstance(error, KafkaTransactionError) and error.fatal
+                await self._rewind(str(error), renew=fatal)
             else:
                 self._mark_committed(points)
                 self.metrics.commits.labels("ok").inc()
@@ -115,6 +116,21 @@ class Commits(EngineState):
             self.sink.begin()
         finally:
             self._committing = False
+        self._between_transactions_over()
+
+    async def _abort_transaction(self, reason: str) -> None:
+        """Abort the open transaction, read every partition again from its last commit, and
+        open the next transaction; the caller holds the commit lock."""
+        self._committing = True
+        try:
+            await self._rewind(reason)
+            self.sink.begin()
+        finally:
+            self._committing = False
+        self._between_transactions_over()
+
+    def _between_transactions_over(self) -> None:
+        """Produce what waited while a transaction ended: outputs, then corrections."""
         self._flush_overflow()
         pending, self._corrections = self._corrections, []
         for correction in pending:
@@ -135,15 +151,14 @@ class Commits(EngineState):
             await asyncio.sleep(BUSY_TICK_S)
         return self._transaction_error
 
-    async def _rewind(self, error: BaseException) -> None:
-        """Abort the open transaction and read every partition again from its last commit:
-        the aborted outputs are never seen by read_committed readers, and their events are
-        decided again."""
-        fatal = isinstance(error, KafkaTransactionError) and error.fatal
-        log.warning("transaction_aborted", error=str(error), renew_producer=fatal)
+    async def _rewind(self, reason: str, *, renew: bool = False) -> None:
+        """Abort the open transaction (``renew``: replace the producer, which aborts it) and
+        read every partition again from its last commit: the aborted outputs are never seen
+        by read_committed readers, and their events are decided again."""
+        log.warning("transaction_aborted", error=reason, renew_producer=renew)
         self.metrics.commits.labels("aborted").inc()
         try:
-            if fatal:
+            if renew:
                 await self.sink.renew()
             else:
                 await self.sink.abort()

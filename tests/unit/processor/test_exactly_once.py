@@ -118,3 +118,25 @@ async def test_a_stop_while_a_transaction_commits_lets_that_commit_finish(
     assert h.sink.aborted == []
     assert seen(h) == Counter({(0, o): 1 for o in range(3)})
     assert sample(h.metrics, "streamproc_commits_total", outcome="aborted") == 0
+
+
+async def test_outputs_of_lost_partitions_are_aborted_not_committed(
+    make_harness: MakeHarness,
+) -> None:
+    """Partitions lost (not revoked) take their uncommitted events to another member, which
+    decides them again: their outputs in the open transaction are aborted, never committed
+    without their offsets."""
+    h = make_harness(
+        make_settings(
+            delivery="exactly_once", transaction_interval_ms=10_000, commit_interval_ms=60_000
+        )
+    )
+    await h.start()
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(3)))
+    await h.outputs(3, "outputs in the open transaction")
+    await h.source.lose([TP0])
+    await h.stop()
+    assert seen(h) == Counter()
+    assert Counter(source_of(out) for out in h.sink.aborted) == Counter(
+        {(0, o): 1 for o in range(3)}
+    )
