@@ -140,6 +140,7 @@ class Processor(Rebalancing):
         await self.source.start(self._deliver, self._fail)
         self.started.set()
         committer = asyncio.create_task(self._commit_loop(), name="commit-loop")
+        committer.add_done_callback(self._commit_loop_ended)
         stopped = asyncio.create_task(stop.wait())
         halted = asyncio.create_task(self._halt.wait())
         try:
@@ -156,6 +157,17 @@ class Processor(Rebalancing):
         if self._fatal is None:
             self._fatal = error
         self._halt.set()
+
+    def _commit_loop_ended(self, committer: asyncio.Task[None]) -> None:
+        """Without its commit loop the processor would go on consuming and commit nothing
+        more (exactly once: with its transaction left open): stop, and let a restart resume
+        from the last commit."""
+        if committer.cancelled() or committer.exception() is None:
+            return
+        error = committer.exception()
+        assert error is not None
+        log.error("commit_loop_failed", error=str(error), error_class=type(error).__name__)
+        self._fail(error)
 
     async def _shutdown(self, committer: asyncio.Task[None]) -> None:
         self._stopping = True  # intake is over: nothing may resume partitions any more

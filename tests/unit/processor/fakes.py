@@ -391,6 +391,7 @@ class FakeSink:
         self.transaction_offsets: list[dict[TopicPartition, CommitPoint]] = []
         self.commit_failures: deque[BaseException] = deque()  # raised by the next commits
         self.renewals = 0
+        self.renew_failures: deque[BaseException] = deque()  # raised by the next renewals
         # Transaction calls run to their end even when their caller gives up on them, as the
         # adapter's do in their own thread; a call made while another runs is refused, as
         # librdkafka refuses it ("Conflicting ... API call is already in progress").
@@ -493,6 +494,8 @@ class FakeSink:
 
     async def renew(self) -> None:
         """A new producer: registering its id aborts what the old one left open."""
+        if self.renew_failures:
+            raise self.renew_failures.popleft()
         self.renewals += 1
         await self._abort()
 

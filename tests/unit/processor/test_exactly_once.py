@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from streamproc.errors import KafkaDeliveryError, KafkaTransactionError
 from tests.unit.processor.conftest import MakeHarness
 from tests.unit.processor.fakes import (
@@ -140,3 +142,22 @@ async def test_outputs_of_lost_partitions_are_aborted_not_committed(
     assert Counter(source_of(out) for out in h.sink.aborted) == Counter(
         {(0, o): 1 for o in range(3)}
     )
+
+
+async def test_a_producer_that_cannot_be_replaced_stops_the_processor(
+    make_harness: MakeHarness,
+) -> None:
+    """A fatal producer error whose producer cannot be replaced stops the processor with
+    that error (a restart resumes from the last commit), instead of leaving it consuming
+    with no commit loop."""
+    h = exactly_once(make_harness)
+    h.sink.commit_failures.append(
+        KafkaTransactionError("producer fenced", operation="commit", fatal=True)
+    )
+    broken = KafkaTransactionError("no answer within 8 s", operation="init_transactions")
+    h.sink.renew_failures.extend([broken, broken])
+    await h.start()
+    h.source.feed(record(0))
+    await eventually(h.running.done, "the processor to stop")
+    with pytest.raises(KafkaTransactionError, match="no answer"):
+        h.running.result()
