@@ -41,6 +41,8 @@ _GROUP_METADATA_REFRESH_S = 1.0
 _COMMITTED_TIMEOUT_S = 10.0
 # How long to wait, with the processor full, for it to pause the partitions.
 _FULL_WAIT_S = 0.002
+# librdkafka refuses to seek a partition whose fetcher has not started or is stopping.
+_NOT_FETCHING = frozenset({KafkaError._STATE, KafkaError._PREV_IN_PROGRESS})
 
 
 class RebalanceListener(Protocol):
@@ -360,8 +362,17 @@ class KafkaSource:
     def _seek(self, positions: dict[TopicPartition, int], number: int) -> None:
         owned = set(_tps(self._consumer.assignment()))
         for (topic, partition), offset in positions.items():
-            if (topic, partition) in owned:
+            if (topic, partition) not in owned:
+                continue
+            try:
                 self._consumer.seek(KafkaTopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if not isinstance(err, KafkaError) or err.code() not in _NOT_FETCHING:
+                    raise
+                # Assigned moments ago, its fetcher still waits for the committed offset,
+                # where it will start (or it is being unassigned): nothing of it was read.
+                log.info("seek_not_needed", partition=f"{topic}[{partition}]", reason=err.str())
         self._seeks_applied = number
 
     def _pause(self, partitions: list[TopicPartition]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from streamproc.kafka.consumer import KafkaSource
@@ -14,14 +16,22 @@ P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
 
 
 class SeekingConsumer:
-    def __init__(self, owned: list[TopicPartition]) -> None:
+    """Seeks as librdkafka does; ``refusing`` partitions refuse with that error code."""
+
+    def __init__(
+        self, owned: list[TopicPartition], refusing: dict[TopicPartition, int] | None = None
+    ) -> None:
         self.owned = [KafkaTopicPartition(t, p) for t, p in owned]
+        self.refusing = refusing or {}
         self.seeks: list[tuple[str, int, int]] = []
 
     def assignment(self) -> list[KafkaTopicPartition]:
         return self.owned
 
     def seek(self, tp: KafkaTopicPartition) -> None:
+        code = self.refusing.get(TopicPartition(tp.topic, tp.partition))
+        if code is not None:
+            raise KafkaException(KafkaError(code, f"Failed to seek to offset {tp.offset}"))
         self.seeks.append((tp.topic, tp.partition, tp.offset))
 
 
@@ -71,3 +81,29 @@ def test_a_seek_of_a_partition_no_longer_owned_holds_back_no_other() -> None:
     assert consumer.seeks == [("t", 1, 10)]
     source._take(delivered.extend, [rec(P1, 10)], source._seeks_applied)
     assert [(r.partition, r.offset) for r in delivered] == [(1, 10)]
+
+
+@pytest.mark.parametrize("code", [KafkaError._STATE, KafkaError._PREV_IN_PROGRESS])
+def test_a_partition_not_being_fetched_is_not_sought(code: int) -> None:
+    """A partition assigned moments ago, whose fetcher still waits for its committed offset
+    (or one being unassigned), refuses a seek: it has read nothing, so the others are sought
+    and the seek counts as done."""
+    source = KafkaSource({}, ["t"], NoListener())
+    consumer = SeekingConsumer(owned=[P0, P1], refusing={P0: code})
+    source._consumer = consumer
+    delivered: list[ConsumedRecord] = []
+    source.seek({P0: 3, P1: 10})
+    source._run_requests()
+    assert consumer.seeks == [("t", 1, 10)]
+    source._take(delivered.extend, [rec(P0, 3), rec(P1, 10)], source._seeks_applied)
+    assert [(r.partition, r.offset) for r in delivered] == [(0, 3), (1, 10)]
+
+
+def test_a_seek_refused_otherwise_fails_the_consumer() -> None:
+    """Any other refusal is raised on the consumer thread, which stops the consumer: going on
+    from where the records were not wanted would skip events."""
+    source = KafkaSource({}, ["t"], NoListener())
+    source._consumer = SeekingConsumer(owned=[P0], refusing={P0: KafkaError._INVALID_ARG})
+    source.seek({P0: 3})
+    with pytest.raises(KafkaException):
+        source._run_requests()
