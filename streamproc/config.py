@@ -166,6 +166,10 @@ class KafkaSettings(_Section):
             "session.timeout.ms": self.session_timeout_ms,
             "max.poll.interval.ms": self.max_poll_interval_ms,
             "enable.partition.eof": False,
+            # librdkafka's default, stated because exactly once rests on it: committed offsets
+            # are fetched "stable" only when read_committed, so a partition's next owner waits
+            # for its previous owner's transaction to end instead of starting before it.
+            "isolation.level": "read_committed",
             # librdkafka prefetches up to 100,000 records per partition and 64 MB by default:
             # more memory than the events in flight themselves, for no gain in throughput
             # when each event waits for an execute anyway.

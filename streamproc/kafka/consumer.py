@@ -41,6 +41,8 @@ _GROUP_METADATA_REFRESH_S = 1.0
 _COMMITTED_TIMEOUT_S = 10.0
 # How long to wait, with the processor full, for it to pause the partitions.
 _FULL_WAIT_S = 0.002
+# librdkafka refuses to seek a partition whose fetcher has not started or is stopping.
+_NOT_FETCHING = frozenset({KafkaError._STATE, KafkaError._PREV_IN_PROGRESS})
 
 
 class RebalanceListener(Protocol):
@@ -93,8 +95,13 @@ class KafkaSource:
         self.room = batch_size  # set by the processor: how many more it can hold
         self._handed = 0  # records handed to the loop (this thread writes it)
         self._taken = 0  # records the loop has taken (the loop writes it)
-        # Bumped by every seek: a batch fetched before it is dropped, not delivered.
-        self._epoch = 0
+        # Seeks are numbered on the loop as they are asked for (``_sought``: each partition's
+        # last), and the consumer thread stamps each batch with the number of the last seek it
+        # had applied before reading it (``_seeks_applied``, its own): whether a record was read
+        # before its partition's seek is then known on the loop, in the order of the batches.
+        self._seeks_asked = 0
+        self._sought: dict[TopicPartition, int] = {}
+        self._seeks_applied = 0
         self._group_metadata: Any = None
         self._group_metadata_at = 0.0
         self.last_poll_monotonic = time.monotonic()
@@ -125,9 +132,30 @@ class KafkaSource:
         ok: bool = await self._call(self._commit_now, points)
         return ok
 
-    async def seek(self, positions: Mapping[TopicPartition, int]) -> None:
-        """Read these partitions again from ``positions``; batches fetched before are dropped."""
-        await self._call(self._seek, dict(positions))
+    def seek(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Read these partitions again from ``positions``; returns at once.
+
+        From this call on, no record of theirs read before the seek is delivered, and every
+        one read after it is, however late the loop runs: the consumer thread seeks between
+        two polls, and a batch on its way to the loop is sorted by when it was read. (Waiting
+        for the seek instead would leave the caller deciding, until it resumes, about records
+        already read from the new position.)"""
+        if not positions:
+            return
+        self._seeks_asked += 1
+        number = self._seeks_asked
+        for tp in positions:
+            self._sought[tp] = number
+        wanted = dict(positions)
+
+        def request() -> None:
+            # A consumer closed meanwhile reads nothing any more. One that cannot seek fails
+            # (the thread's error handler): it would go on from where the records were not
+            # wanted, past events nobody decided.
+            if not self._closing:
+                self._seek(wanted, number)
+
+        self._requests.put(request)
 
     def group_metadata(self) -> Any:
         """The consumer group's metadata, for committing offsets in a producer's transaction.
@@ -206,7 +234,7 @@ class KafkaSource:
                     self._refresh_group_metadata()
                 if records:
                     self._handed += len(records)
-                    loop.call_soon_threadsafe(self._take, deliver, records, self._epoch)
+                    loop.call_soon_threadsafe(self._take, deliver, records, self._seeks_applied)
         except BaseException as exc:
             log.error("consumer_failed", error=str(exc), error_class=type(exc).__name__)
             loop.call_soon_threadsafe(fail, exc)
@@ -214,9 +242,14 @@ class KafkaSource:
         finally:
             self._run_requests()  # whoever still waits gets an answer
 
-    def _take(self, deliver: Deliver, records: list[ConsumedRecord], epoch: int) -> None:
+    def _take(self, deliver: Deliver, records: list[ConsumedRecord], read_after: int) -> None:
+        """On the loop: deliver ``records``, read after seek number ``read_after`` was applied,
+        less those of partitions sought again since (they are read again from there)."""
         self._taken += len(records)
-        if epoch == self._epoch:
+        if read_after < self._seeks_asked:
+            sought = self._sought
+            records = [r for r in records if sought.get(r.tp, 0) <= read_after]
+        if records:
             deliver(records)
 
     def _all_paused(self) -> bool:
@@ -326,12 +359,21 @@ class KafkaSource:
             return False
         return True
 
-    def _seek(self, positions: dict[TopicPartition, int]) -> None:
-        self._epoch += 1
+    def _seek(self, positions: dict[TopicPartition, int], number: int) -> None:
         owned = set(_tps(self._consumer.assignment()))
         for (topic, partition), offset in positions.items():
-            if (topic, partition) in owned:
+            if (topic, partition) not in owned:
+                continue
+            try:
                 self._consumer.seek(KafkaTopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if not isinstance(err, KafkaError) or err.code() not in _NOT_FETCHING:
+                    raise
+                # Assigned moments ago, its fetcher still waits for the committed offset,
+                # where it will start (or it is being unassigned): nothing of it was read.
+                log.info("seek_not_needed", partition=f"{topic}[{partition}]", reason=err.str())
+        self._seeks_applied = number
 
     def _pause(self, partitions: list[TopicPartition]) -> None:
         live = set(_tps(self._consumer.assignment())) & set(partitions)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from streamproc.core.offsets import CommitPoint, TopicPartition, decode_completed, encode_completed
 from streamproc.errors import KafkaTransactionError
 from streamproc.logs import get_logger
-from streamproc.processor.ports import BUSY_TICK_S, log_failure
+from streamproc.processor.ports import BUSY_TICK_S
 from streamproc.processor.state import EngineState
 
 log = get_logger("processor")
@@ -107,7 +107,8 @@ class Commits(EngineState):
                 except KafkaTransactionError as exc:
                     error = exc
             if error is not None:
-                await self._rewind(error)
+                fatal = isinstance(error, KafkaTransactionError) and error.fatal
+                await self._rewind(str(error), renew=fatal)
             else:
                 self._mark_committed(points)
                 self.metrics.commits.labels("ok").inc()
@@ -115,6 +116,21 @@ class Commits(EngineState):
             self.sink.begin()
         finally:
             self._committing = False
+        self._between_transactions_over()
+
+    async def _abort_transaction(self, reason: str) -> None:
+        """Abort the open transaction, read every partition again from its last commit, and
+        open the next transaction; the caller holds the commit lock."""
+        self._committing = True
+        try:
+            await self._rewind(reason)
+            self.sink.begin()
+        finally:
+            self._committing = False
+        self._between_transactions_over()
+
+    def _between_transactions_over(self) -> None:
+        """Produce what waited while a transaction ended: outputs, then corrections."""
         self._flush_overflow()
         pending, self._corrections = self._corrections, []
         for correction in pending:
@@ -135,15 +151,14 @@ class Commits(EngineState):
             await asyncio.sleep(BUSY_TICK_S)
         return self._transaction_error
 
-    async def _rewind(self, error: BaseException) -> None:
-        """Abort the open transaction and read every partition again from its last commit:
-        the aborted outputs are never seen by read_committed readers, and their events are
-        decided again."""
-        fatal = isinstance(error, KafkaTransactionError) and error.fatal
-        log.warning("transaction_aborted", error=str(error), renew_producer=fatal)
+    async def _rewind(self, reason: str, *, renew: bool = False) -> None:
+        """Abort the open transaction (``renew``: replace the producer, which aborts it) and
+        read every partition again from its last commit: the aborted outputs are never seen
+        by read_committed readers, and their events are decided again."""
+        log.warning("transaction_aborted", error=reason, renew_producer=renew)
         self.metrics.commits.labels("aborted").inc()
         try:
-            if fatal:
+            if renew:
                 await self.sink.renew()
             else:
                 await self.sink.abort()
@@ -153,7 +168,6 @@ class Commits(EngineState):
         positions: dict[TopicPartition, int] = {}
         for tp, part in self._partitions.items():
             start = part.committed.offset if part.committed else part.first_offset
-            part.rewinding = start is not None
             for flight in part.flights.values():
                 flight.settled = True  # what is still running is no longer wanted
             self._in_flight -= len(part.flights)
@@ -171,15 +185,8 @@ class Commits(EngineState):
         self._intake = deque(r for r in self._intake if r.tp not in positions)
         self._in_transaction = 0
         self._transaction_error = None
+        # Now, before anything else is taken in: from here on the source delivers these
+        # partitions' records only from ``positions``. (Seeking itself happens on the consumer
+        # thread, which may be inside a rebalance callback waiting for this very loop.)
+        self.source.seek(positions)
         self._maybe_resume()
-        # Seeking happens on the consumer thread, which may be inside a rebalance callback
-        # waiting for this very loop: do not wait for it here.
-        task = asyncio.get_running_loop().create_task(self._seek_back(positions))
-        task.add_done_callback(log_failure)
-
-    async def _seek_back(self, positions: Mapping[TopicPartition, int]) -> None:
-        await self.source.seek(positions)
-        for tp in positions:
-            part = self._partitions.get(tp)
-            if part is not None:
-                part.rewinding = False

@@ -140,6 +140,7 @@ class Processor(Rebalancing):
         await self.source.start(self._deliver, self._fail)
         self.started.set()
         committer = asyncio.create_task(self._commit_loop(), name="commit-loop")
+        committer.add_done_callback(self._commit_loop_ended)
         stopped = asyncio.create_task(stop.wait())
         halted = asyncio.create_task(self._halt.wait())
         try:
@@ -157,6 +158,17 @@ class Processor(Rebalancing):
             self._fatal = error
         self._halt.set()
 
+    def _commit_loop_ended(self, committer: asyncio.Task[None]) -> None:
+        """Without its commit loop the processor would go on consuming and commit nothing
+        more (exactly once: with its transaction left open): stop, and let a restart resume
+        from the last commit."""
+        if committer.cancelled() or committer.exception() is None:
+            return
+        error = committer.exception()
+        assert error is not None
+        log.error("commit_loop_failed", error=str(error), error_class=type(error).__name__)
+        self._fail(error)
+
     async def _shutdown(self, committer: asyncio.Task[None]) -> None:
         self._stopping = True  # intake is over: nothing may resume partitions any more
         self.source.room = 0
@@ -167,8 +179,11 @@ class Processor(Rebalancing):
             log.warning("drain_timeout", in_flight=self._in_flight)
             for part in self._partitions.values():
                 part.idle.set()  # given up on: the final revoke must not wait for them again
-        committer.cancel()
-        await asyncio.gather(committer, return_exceptions=True)
+        # Between two commits: a transaction call cut off midway goes on in the producer's
+        # thread, and the final commit would collide with it and abort for nothing.
+        async with self._commit_lock:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
         await self._commit()
         await self.source.close()  # the final revoke commits again; nothing is left in flight
         await asyncio.gather(*(a.aclose() for a in self.allocations.values()))
@@ -217,8 +232,8 @@ class Processor(Rebalancing):
         for _ in range(min(len(intake), _INTAKE_CHUNK)):
             record = intake.popleft()
             part = partitions.get(record.tp)
-            if part is None or part.revoking or part.rewinding:
-                continue  # fetched before a revoke (the next owner reads it) or a rewind
+            if part is None or part.revoking:
+                continue  # fetched before a revoke: the next owner reads it
             try:
                 part.offsets.track(record.offset)
             except ValueError:

@@ -18,7 +18,6 @@ class PartitionState:
         "last_offset",
         "offsets",
         "revoking",
-        "rewinding",
     )
 
     def __init__(self, done: frozenset[int] = frozenset()) -> None:
@@ -30,6 +29,5 @@ class PartitionState:
         self.committed: CommitPoint | None = None
         self.first_offset: int | None = None  # where reading began, for a rewind
         self.last_offset: int | None = None
-        self.rewinding = False  # records fetched before a rewind's seek are dropped
         # Offsets a previous owner completed beyond its commit: skipped, not decided again.
         self.done = set(done)

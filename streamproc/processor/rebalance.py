@@ -128,10 +128,18 @@ class Rebalancing(Commits):
 
     async def _lose(self, partitions: Sequence[TopicPartition]) -> None:
         # Lost, not revoked: another member may already own them; commit nothing.
-        for tp in partitions:
-            if tp in self._partitions:
-                self._gate.reset_partition(tp)
-                self._forget(tp)
+        lost = [tp for tp in partitions if tp in self._partitions]
+        for tp in lost:
+            self._gate.reset_partition(tp)
+            self._forget(tp)
+        if self._exactly_once and lost:
+            async with self._commit_lock:
+                if self._in_transaction or self._overflow:
+                    # Their outputs can no longer commit with their offsets, and the next
+                    # owner decides those events again: the open transaction must not commit.
+                    await self._abort_transaction(
+                        "partitions lost with outputs in the open transaction"
+                    )
         await self._assignment_changed()
 
     def _forget(self, tp: TopicPartition) -> None:

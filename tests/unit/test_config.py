@@ -219,6 +219,7 @@ sasl_password = "pw"
     assert consumer["enable.auto.commit"] is False
     assert consumer["enable.auto.offset.store"] is False
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
+    assert consumer["isolation.level"] == "read_committed"
     assert consumer["group.id"] == "g"
     assert consumer["fetch.min.bytes"] == "1024"
     producer = kafka.producer_config()

@@ -8,6 +8,12 @@ Accounting is done after the run from a full read of the input and output topics
 sample record, malformed ones too) must come out exactly once, as a decision (its
 ``event_id``) or a dead letter (the original headers, kept).
 
+A read_committed reader stops at each partition's last stable offset: a transaction left open
+hides every record after its first one, however committed, until the broker times it out. So
+before reading, the outputs must have no transaction open (every member has stopped by then,
+and a stopped member leaves none); one still open fails the run as such
+(:class:`TransactionLeftOpen`), not as events lost.
+
 During a broker failover a coordinator or a leader refuses for a moment (NOT_COORDINATOR,
 OFFSET_NOT_AVAILABLE); the reads here ask again rather than fail the test.
 """
@@ -27,16 +33,18 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupState,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from bench.stack import Topics
 from streamproc.kafka.admin import TopicSpec, ensure_topics
 from tests.fixtures import kafka
+from tests.fixtures.kafka import wait_until
 
 EVENT_ID_HEADER = "x-sample-event-id"
 # The ``fault_topics`` fixture: fresh_topics' arguments, the topics deleted after the test.
@@ -209,8 +217,83 @@ class Outcome:
 
 def outcome(servers: str, topics: Topics) -> Outcome:
     inputs = read_inputs(servers, topics)
+    no_transaction_open(servers, [topics.decisions, topics.dlq])
     outputs = read_outputs(servers, topics)
     return Outcome(inputs, outputs, tally(inputs, outputs))
+
+
+class TransactionLeftOpen(AssertionError):
+    """An output partition's last stable offset stays below its high watermark."""
+
+
+# A commit's markers follow its EndTxn answer by milliseconds; far below the processor's
+# transaction.timeout.ms (30 s), after which the broker would abort the transaction itself.
+MARKERS_WRITTEN_S = 10.0
+
+
+def open_transactions(servers: str, topics: Iterable[str]) -> dict[tuple[str, int], range]:
+    """Partitions of ``topics`` where a transaction is open: (topic, partition) -> the offsets
+    from the last stable one to the high watermark, which read_committed readers do not see."""
+    admin = AdminClient({"bootstrap.servers": servers})
+    metadata = _through_failover(lambda: admin.list_topics(timeout=10))
+    parts = [TopicPartition(t, p) for t in topics for p in metadata.topics[t].partitions]
+
+    def ends(level: IsolationLevel) -> dict[tuple[str, int], int]:
+        asked = {tp: OffsetSpec.latest() for tp in parts}
+        futures = admin.list_offsets(asked, isolation_level=level, request_timeout=10)
+        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+    stable = _through_failover(lambda: ends(IsolationLevel.READ_COMMITTED))
+    high = _through_failover(lambda: ends(IsolationLevel.READ_UNCOMMITTED))
+    return {k: range(stable[k], high[k]) for k in high if stable[k] < high[k]}
+
+
+def no_transaction_open(
+    servers: str, topics: list[str], timeout_s: float = MARKERS_WRITTEN_S
+) -> None:
+    """Wait until no partition of ``topics`` has a transaction open; else fail, naming where
+    each open one starts and what its first record answers."""
+    try:
+        wait_until(
+            lambda: not open_transactions(servers, topics),
+            timeout_s, 0.2, f"no transaction open on {topics}",
+        )  # fmt: skip
+    except TimeoutError:
+        still = open_transactions(servers, topics)
+        if not still:
+            return
+        where = "; ".join(
+            f"{t}[{p}] from offset {hidden.start} to {hidden.stop} "
+            f"({_describe_record(servers, t, p, hidden.start)})"
+            for (t, p), hidden in sorted(still.items())
+        )
+        raise TransactionLeftOpen(f"transaction left open {timeout_s:g} s on: {where}") from None
+
+
+def _describe_record(servers: str, topic: str, partition: int, offset: int) -> str:
+    """What the output record at ``offset`` answers and when it was written, read
+    uncommitted: the first record of a transaction left open names who opened it when."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": f"fault-read-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        for msg in consumer.consume(1, 10):
+            if msg.error() is not None:
+                return f"unreadable: {msg.error()}"
+            written = time.strftime("%H:%M:%S", time.localtime(msg.timestamp()[1] / 1000))
+            value = msg.value()
+            if topic.startswith("fault-decisions-") and value:
+                return f"written {written}, answers {orjson.loads(value).get('source')}"
+            return f"written {written}"
+        return "not readable uncommitted either"
+    finally:
+        consumer.close()
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,13 @@ from streamproc.core.ordering import OrderingMode
 from streamproc.core.retry import RetryPolicy
 from streamproc.core.routing import RoutingSpec
 from streamproc.core.values import BotValue, ListValue, NumberValue, StringValue
-from streamproc.errors import KafkaDeliveryError
+from streamproc.errors import KafkaDeliveryError, KafkaTransactionError
 from streamproc.kafka.records import ConsumedRecord, OutputRecord, TopicPartition
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.processor.allocation import Allocation
 from streamproc.processor.engine import Processor
 from streamproc.processor.flight import Flight, Tracer
+from streamproc.processor.ports import Source
 
 T0 = 1_700_000_000.0
 INPUT = "transactions"
@@ -390,6 +391,13 @@ class FakeSink:
         self.transaction_offsets: list[dict[TopicPartition, CommitPoint]] = []
         self.commit_failures: deque[BaseException] = deque()  # raised by the next commits
         self.renewals = 0
+        self.renew_failures: deque[BaseException] = deque()  # raised by the next renewals
+        # Transaction calls run to their end even when their caller gives up on them, as the
+        # adapter's do in their own thread; a call made while another runs is refused, as
+        # librdkafka refuses it ("Conflicting ... API call is already in progress").
+        self.commit_hold: Hold | None = None  # the next commit waits for its release
+        self.calls_refused = 0
+        self._calling = False
         self._open: list[OutputRecord] = []
         self._queued: deque[tuple[OutputRecord, Flight | None]] = deque()
         self._holds: list[tuple[Match, Hold]] = []
@@ -450,20 +458,46 @@ class FakeSink:
     async def commit(self, offsets: Mapping[TopicPartition, CommitPoint], group: Any) -> None:
         assert group == "group-metadata"
         assert not self._queued, "commit with outputs not yet acknowledged"
+        await asyncio.shield(self._call(lambda: self._commit(dict(offsets))))
+
+    async def _commit(self, offsets: dict[TopicPartition, CommitPoint]) -> None:
+        held, self.commit_hold = self.commit_hold, None
+        if held is not None:
+            await held.wait()
         if self.commit_failures:
             raise self.commit_failures.popleft()
         self.visible.extend(self._open)
-        self.transaction_offsets.append(dict(offsets))
+        self.transaction_offsets.append(offsets)
         self._open = []
 
     async def abort(self) -> None:
+        await asyncio.shield(self._call(self._abort))
+
+    async def _abort(self) -> None:
         self.aborted.extend(self._open)
         self._open = []
         self._queued.clear()
 
+    async def _call(self, work: Callable[[], Awaitable[None]]) -> None:
+        if self._calling:
+            self.calls_refused += 1
+            raise KafkaTransactionError(
+                "Conflicting transaction API call is already in progress",
+                operation="commit",
+                retriable=True,
+            )
+        self._calling = True
+        try:
+            await work()
+        finally:
+            self._calling = False
+
     async def renew(self) -> None:
+        """A new producer: registering its id aborts what the old one left open."""
+        if self.renew_failures:
+            raise self.renew_failures.popleft()
         self.renewals += 1
-        await self.abort()
+        await self._abort()
 
     def by_source(self) -> dict[tuple[int, int], list[OutputRecord]]:
         found: dict[tuple[int, int], list[OutputRecord]] = defaultdict(list)
@@ -585,7 +619,7 @@ class FakeSource:
             self.points.append(dict(points))
         return ok
 
-    async def seek(self, positions: Mapping[TopicPartition, int]) -> None:
+    def seek(self, positions: Mapping[TopicPartition, int]) -> None:
         """Read again from ``positions``: what was fed from there on comes once more."""
         self.seeks.append(dict(positions))
         self.pending = [r for r in self.pending if r.tp not in positions]
@@ -699,8 +733,10 @@ def build(
     on_assignment: Callable[[Sequence[TopicPartition]], Awaitable[None]] | None = None,
     on_output: Callable[[Flight], None] | None = None,
     tracer: Tracer | None = None,
+    source: Callable[[Processor], Source] | None = None,
 ) -> Harness:
-    """A processor with fake source, sink and executors; one executor per API Task."""
+    """A processor with fake source, sink and executors; one executor per API Task.
+    ``source`` makes another source than :class:`FakeSource` (``assignment`` is then its own)."""
     settings = settings or make_settings()
     clock = clock or FakeClock()
     timeline = Timeline()
@@ -728,7 +764,7 @@ def build(
     tps = list(assignment)
     processor = Processor(
         settings,
-        lambda p: FakeSource(p, tps),
+        source or (lambda p: FakeSource(p, tps)),
         lambda on_delivery: FakeSink(on_delivery, timeline=timeline),
         allocations,
         metrics,

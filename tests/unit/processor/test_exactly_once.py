@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from streamproc.errors import KafkaDeliveryError, KafkaTransactionError
 from tests.unit.processor.conftest import MakeHarness
 from tests.unit.processor.fakes import (
     DECISIONS,
     TP0,
     Harness,
+    Hold,
     answering,
     eventually,
     make_settings,
     record,
     sample,
+    settle,
     source_of,
 )
 
@@ -95,3 +99,65 @@ async def test_a_fenced_producer_is_replaced_and_the_work_redone(make_harness: M
     await eventually(lambda: len(h.sink.visible) == 2, "the events redone")
     assert h.sink.renewals == 1
     assert seen(h) == Counter({(0, 0): 1, (0, 1): 1})
+
+
+async def test_a_stop_while_a_transaction_commits_lets_that_commit_finish(
+    make_harness: MakeHarness,
+) -> None:
+    """Stopping during a transaction's commit waits for it instead of cutting it off: the
+    producer's call would go on regardless, and the final commit would collide with it and
+    abort the transaction for nothing."""
+    h = exactly_once(make_harness)
+    held = h.sink.commit_hold = Hold()
+    await h.start()
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(3)))
+    await eventually(held.entered.is_set, "the commit under way")
+    h.request_stop()
+    await settle()
+    held.release()
+    await h.stop()
+    assert h.sink.calls_refused == 0
+    assert h.sink.aborted == []
+    assert seen(h) == Counter({(0, o): 1 for o in range(3)})
+    assert sample(h.metrics, "streamproc_commits_total", outcome="aborted") == 0
+
+
+async def test_outputs_of_lost_partitions_are_aborted_not_committed(
+    make_harness: MakeHarness,
+) -> None:
+    """Partitions lost (not revoked) take their uncommitted events to another member, which
+    decides them again: their outputs in the open transaction are aborted, never committed
+    without their offsets."""
+    h = make_harness(
+        make_settings(
+            delivery="exactly_once", transaction_interval_ms=10_000, commit_interval_ms=60_000
+        )
+    )
+    await h.start()
+    h.source.feed(*(record(o, key=f"card-{o}") for o in range(3)))
+    await h.outputs(3, "outputs in the open transaction")
+    await h.source.lose([TP0])
+    await h.stop()
+    assert seen(h) == Counter()
+    assert Counter(source_of(out) for out in h.sink.aborted) == Counter(
+        {(0, o): 1 for o in range(3)}
+    )
+
+
+async def test_a_producer_that_cannot_be_replaced_stops_the_processor(
+    make_harness: MakeHarness,
+) -> None:
+    """A fatal producer error whose producer cannot be replaced stops the processor with
+    that error (a restart resumes from the last commit), instead of leaving it consuming
+    with no commit loop."""
+    h = exactly_once(make_harness)
+    h.sink.commit_failures.append(
+        KafkaTransactionError("producer fenced", operation="commit", fatal=True)
+    )
+    broken = KafkaTransactionError("no answer within 8 s", operation="init_transactions")
+    h.sink.renew_failures.extend([broken, broken])
+    await h.start()
+    h.source.feed(record(0))
+    await eventually(h.running.done, "the processor to stop")
+    with pytest.raises(KafkaTransactionError, match="no answer"):
+        h.running.result()
