@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-TransportKind = Literal["aiohttp", "httpx", "pyreqwest"]
+TransportKind = Literal["aiohttp", "httpx", "httptools", "pyreqwest"]
 DEFAULT_TRANSPORT: TransportKind = "pyreqwest"
 
 
