@@ -179,6 +179,49 @@ async def test_timeout_closes_the_connection_and_frees_its_slot(
     assert [r.connection for r in server.requests] == [1, 2]
 
 
+async def test_deadline_of_an_earlier_request_does_not_end_a_later_one(
+    peer: PeerFactory, transport: HttptoolsExecuteTransport
+) -> None:
+    """A reused connection's timer, armed for a short first request, spares a longer second."""
+    loop = asyncio.get_running_loop()
+    release = asyncio.Event()
+
+    async def second_waits(request: Request, writer: asyncio.StreamWriter) -> bool:
+        if len(server.requests) == 2:
+            await release.wait()
+        writer.write(response())
+        return True
+
+    server = await peer(second_waits)
+    first_deadline = loop.time() + 0.3
+    await transport.post(server.url(), {}, b"{}", 0.3)
+    second = asyncio.create_task(transport.post(server.url(), {}, b"{}", 10.0))
+    await wait_until(lambda: loop.time() > first_deadline + 0.2)
+    release.set()
+    assert (await second).status == 200
+    assert [r.connection for r in server.requests] == [1, 1]
+
+
+async def test_shorter_deadline_on_a_reused_connection_is_kept(
+    peer: PeerFactory, transport: HttptoolsExecuteTransport
+) -> None:
+    """After a request with a long timeout, a short one on the same connection still ends on
+    time: the timer is moved earlier, not left at the long deadline."""
+
+    async def answer_first_only(request: Request, writer: asyncio.StreamWriter) -> bool:
+        if len(server.requests) == 1:
+            writer.write(response())
+        return True
+
+    server = await peer(answer_first_only)
+    await transport.post(server.url(), {}, b"{}", 30.0)
+    started = time.monotonic()
+    with pytest.raises(EndpointTimeoutError):
+        await transport.post(server.url(), {}, b"{}", 0.2)
+    assert time.monotonic() - started < 5.0
+    assert [r.connection for r in server.requests] == [1, 1]
+
+
 async def test_cancelled_post_closes_the_connection_and_frees_its_slot(
     peer: PeerFactory, transport: HttptoolsExecuteTransport
 ) -> None:
