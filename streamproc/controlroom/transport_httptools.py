@@ -158,14 +158,17 @@ class HttptoolsExecuteTransport:
             conn = await pool.acquire(target.origin, deadline, self._tls)
         except (OSError, ValueError) as exc:  # TimeoutError included
             raise httptools_error(exc, "POST", url) from exc
+        answer = conn.request(request, deadline)
         try:
-            response = await conn.request(request, deadline)
+            response = await answer
         except BaseException as exc:
             # Timed out, failed or cancelled mid-exchange: the connection may hold half a
             # response, so it is closed and its slot freed, never reused.
             pool.discard(conn)
             if isinstance(exc, (OSError, httptools.HttpParserError)):
                 raise httptools_error(exc, "POST", url) from exc
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # failed as the task was cancelled: seen, not logged
             raise
         pool.release(conn)
         return response

@@ -96,7 +96,7 @@ class Peer:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     async def start(self, **options: object) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, **options)  # type: ignore[arg-type]
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, **options)
 
     async def stop(self) -> None:
         if self._server is not None:
