@@ -1,7 +1,7 @@
 """CPU per execute of the Control Room client, for each execute transport.
 
     python -m bench.execute_client_cpu [--executes 5000] [--concurrency 32] [--rounds 3]
-        [--latency-ms 0] [--transports aiohttp,httpx,pyreqwest]
+        [--latency-ms 0] [--transports aiohttp,httpx,httptools,pyreqwest]
 
 Starts the emulator in a subprocess (so its CPU is not counted) with ``--latency-ms`` per
 execute (0 by default) and the echo API Task allocated with a limit far above the

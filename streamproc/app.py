@@ -25,6 +25,7 @@ from streamproc.controlroom.credentials import (
 )
 from streamproc.controlroom.transport import DEFAULT_TRANSPORT, ExecuteTransport, TransportKind
 from streamproc.controlroom.transport_aiohttp import AiohttpExecuteTransport
+from streamproc.controlroom.transport_httptools import HttptoolsExecuteTransport
 from streamproc.controlroom.transport_httpx import HttpxExecuteTransport
 from streamproc.controlroom.transport_pyreqwest import PyreqwestExecuteTransport
 from streamproc.core.budgets import resolve_limit
@@ -192,6 +193,8 @@ def make_execute_transport(
         "verify_tls": verify_tls,
         "ca_file": ca_file,
     }
+    if kind == "httptools":
+        return HttptoolsExecuteTransport(**options)
     if kind == "aiohttp":
         return AiohttpExecuteTransport(**options)
     if kind == "httpx":
@@ -199,7 +202,8 @@ def make_execute_transport(
     if kind == "pyreqwest":
         return PyreqwestExecuteTransport(**options)
     raise ValueError(
-        f"unknown execute transport {kind!r}; expected 'aiohttp', 'httpx' or 'pyreqwest'"
+        f"unknown execute transport {kind!r}; "
+        "expected 'httptools', 'pyreqwest', 'aiohttp' or 'httpx'"
     )
 
 

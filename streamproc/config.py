@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from streamproc.controlroom.transport import DEFAULT_TRANSPORT, TransportKind
 from streamproc.core.admission import AdmissionPolicy
 from streamproc.core.circuit import CircuitPolicy
 from streamproc.core.decisions import FallbackPolicy
@@ -213,7 +214,7 @@ class ControlRoomSettings(_Section):
     request_timeout_ms: int = Field(10_000, ge=100)
     token_refresh_margin_s: float = Field(60.0, ge=0)
     access_refresh_interval_s: float = Field(300.0, ge=5)
-    execute_transport: Literal["aiohttp", "httpx", "pyreqwest"] = "pyreqwest"
+    execute_transport: TransportKind = DEFAULT_TRANSPORT
 
     @field_validator("url")
     @classmethod

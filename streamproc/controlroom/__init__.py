@@ -7,7 +7,7 @@ The public surface::
     async with ControlRoomClient(url, PasswordCredentials("user", "secret")) as cr:
         async for allocation in cr.allocations():
             ...
-        transport = PyreqwestExecuteTransport(max_connections=64)
+        transport = HttptoolsExecuteTransport(max_connections=64)
         path = r"Automation Anywhere\\Bots\\Fraud Score API Task"
         session = cr.execution_session(path, transport)
         result = await session.execute({"iStrZipCode": StringValue("76131")}, timeout_s=5.0)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import orjson
 
@@ -23,7 +23,7 @@ from streamproc.controlroom.allocations import AccessDetails
 from streamproc.controlroom.client import ControlRoomClient
 from streamproc.controlroom.connection import Connection, read_sources, resolve
 from streamproc.controlroom.credentials import BearerCredentials
-from streamproc.controlroom.transport import DEFAULT_TRANSPORT
+from streamproc.controlroom.transport import DEFAULT_TRANSPORT, TransportKind
 from streamproc.core.values import (
     BotValue,
     dump_bot_values,
@@ -156,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     execute.add_argument(
         "--transport",
-        choices=("aiohttp", "httpx", "pyreqwest"),
+        choices=get_args(TransportKind),
         default=DEFAULT_TRANSPORT,
         help=f"HTTP library for the execute call (default {DEFAULT_TRANSPORT})",
     )

@@ -1,11 +1,11 @@
 """HTTP outcomes -> the streamproc error tree, for every Control Room and API Task call.
 
 ``error_for_status`` is the single place a non-2xx status becomes an exception; the transport
-modules map their library's exceptions (``map_httpx_errors``, ``map_aiohttp_errors``) and
-nothing else does either. Every error carries the status, the decoded error body
-(``{"code", "message", "details"}`` when the server sent JSON) and the request context: the
-method and the URL without its query string. Request headers and bodies never reach an error,
-because those are where the credentials are.
+modules map their library's exceptions (``httptools_error``, ``pyreqwest_error``,
+``map_httpx_errors``, ``map_aiohttp_errors``) and nothing else does either. Every error
+carries the status, the decoded error body (``{"code", "message", "details"}`` when the server
+sent JSON) and the request context: the method and the URL without its query string. Request
+headers and bodies never reach an error, because those are where the credentials are.
 """
 
 from __future__ import annotations

@@ -3,13 +3,16 @@
 Everything above the seam (request building, the access-details refresh, status mapping,
 parsing ``hotBotResult``) is library-free, so the HTTP library is a measured choice rather
 than a commitment. The composition root (``streamproc.app.make_execute_transport``) picks one;
-it defaults to pyreqwest (reqwest, in Rust)
-because it costs the least client CPU per execute at the concurrency the processor runs
-(``python -m bench.execute_client_cpu`` measures it). On a 2-core machine, medians over 10-15
-alternating rounds: 0.66x aiohttp's CPU at concurrency 8, 0.60x at 32 and 0.56x at 64 (httpx
-costs 7-14x aiohttp), with no added latency (at concurrency 8 against a 20 ms task, mean and
-p99 wall time per execute are no higher than aiohttp's). In the whole processor that is about
-0.8x the CPU per event, and +17 % decisions/s once CPU is the bound. aiohttp stays selectable;
+it defaults to httptools (HTTP/1.1 written on the event loop's own protocols, llhttp parsing
+the answers: :mod:`~streamproc.controlroom.transport_httptools`) because it costs the least
+client CPU per execute (``python -m bench.execute_client_cpu`` measures it). On a 2-core
+machine, medians of 3 alternating rounds, the session's own work included: at concurrency 8
+against a 20 ms task, 133-141 us per execute against pyreqwest's 239-249 us (0.53-0.59x) and
+aiohttp's 314-342 us, with mean and p99 wall time per execute no higher than pyreqwest's; at
+concurrency 64 against an instant task, 57-67 us against 104-114 us (0.55-0.59x). pyreqwest
+(reqwest, in Rust, the default before) spends most of its cost handing each request to its
+own thread and back. In the whole processor (``python -m bench.cpu``) that is 205-245 us of
+CPU per scored event against pyreqwest's 313-322 us. pyreqwest and aiohttp stay selectable;
 httpx remains for the low-rate admin calls of
 :class:`~streamproc.controlroom.client.ControlRoomClient`.
 
@@ -27,8 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-TransportKind = Literal["aiohttp", "httpx", "pyreqwest"]
-DEFAULT_TRANSPORT: TransportKind = "pyreqwest"
+TransportKind = Literal["aiohttp", "httpx", "httptools", "pyreqwest"]
+DEFAULT_TRANSPORT: TransportKind = "httptools"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 ``verify_tls`` false accepts any certificate (test servers only). ``ca_file`` names a PEM file
 of CA certificates trusted in addition to the system's: a Control Room whose certificate a
-private CA signed. The admin client (httpx) and every execute transport (pyreqwest, aiohttp,
-httpx) take the same two settings, so no path to the Control Room checks less than another.
+private CA signed. The admin client (httpx) and every execute transport (httptools, pyreqwest,
+aiohttp, httpx) take the same two settings, so no path to the Control Room checks less than
+another.
 """
 
 from __future__ import annotations
@@ -52,4 +53,18 @@ def ssl_context(verify_tls: bool, ca_file: str | Path | None) -> ssl.SSLContext 
         context.load_verify_locations(cadata=pem)
     except ssl.SSLError as exc:
         raise ConfigError(_KEY, f"{ca_file}: not a valid certificate: {exc.reason}") from exc
+    return context
+
+
+def tls_context(verify_tls: bool, ca_file: str | Path | None) -> ssl.SSLContext:
+    """The same choice as :func:`ssl_context`, always as a context, for code that calls
+    ``loop.create_connection(ssl=...)`` itself: the system's CAs (plus ``ca_file``'s), or no
+    verification at all with ``verify_tls`` false."""
+    chosen = ssl_context(verify_tls, ca_file)
+    if isinstance(chosen, ssl.SSLContext):
+        return chosen
+    context = ssl.create_default_context()
+    if not chosen:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     return context

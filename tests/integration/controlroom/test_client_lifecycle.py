@@ -32,7 +32,7 @@ from tests.integration.controlroom.conftest import (
 
 pytestmark = pytest.mark.integration
 
-TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx", "pyreqwest"]
+TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx", "httptools", "pyreqwest"]
 ZIP = {"iStrZipCode": StringValue("76131")}
 
 

@@ -34,7 +34,7 @@ from tests.integration.controlroom.conftest import (
 
 pytestmark = pytest.mark.integration
 
-TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx", "pyreqwest"]
+TRANSPORTS: list[TransportKind] = ["aiohttp", "httpx", "httptools", "pyreqwest"]
 
 # The list response of the documentation, field for field.
 DOC_LIST = [

@@ -69,7 +69,7 @@ def test_login_create_list_access_and_execute(
     access = orjson.loads(capsys.readouterr().out)
     assert access[ZIP_CODE_TASK]["headers"] == {"X-Authorization": "***"}
 
-    for transport in ("aiohttp", "httpx", "pyreqwest"):
+    for transport in ("aiohttp", "httpx", "httptools", "pyreqwest"):
         assert run_cli(
             "execute", "--config", config, "--path", ZIP_CODE_TASK,
             "--input", "iStrZipCode=76131", "--transport", transport,

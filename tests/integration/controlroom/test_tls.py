@@ -22,7 +22,7 @@ from tests.integration.controlroom.conftest import ZIP_CODE_TASK, MakeClient, de
 
 pytestmark = pytest.mark.integration
 
-TRANSPORTS: list[TransportKind] = ["pyreqwest", "aiohttp", "httpx"]
+TRANSPORTS: list[TransportKind] = ["httptools", "pyreqwest", "aiohttp", "httpx"]
 ZIP = {"iStrZipCode": StringValue("76131")}
 
 

@@ -265,7 +265,7 @@ async def test_pyreqwest_transport_refuses_use_after_close() -> None:
         await transport.post("https://h.test/execute", {}, b"{}", 1.0)
 
 
-@pytest.mark.parametrize("kind", ["aiohttp", "httpx", "pyreqwest"])
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx", "httptools", "pyreqwest"])
 @pytest.mark.parametrize(
     "url", ["not a url", "/relative/execute", "ftp://h.test/execute", "http://"]
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamproc.config import load_settings
-from streamproc.controlroom.trust import ca_certificates, ssl_context
+from streamproc.controlroom.trust import ca_certificates, ssl_context, tls_context
 from streamproc.errors import ConfigError
 from tests.fixtures.tls import TlsFiles
 
@@ -65,3 +65,16 @@ def test_settings_refuse_a_ca_file_or_broker_ca_that_does_not_exist(
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert caught.value.key == "kafka.ssl_ca_location"
+
+
+def test_tls_context_applies_the_same_choice_as_ssl_context(tls_files: TlsFiles) -> None:
+    """As a context: verification on by default, off with verify_tls false, plus a CA file."""
+    default = tls_context(True, None)
+    assert default.verify_mode == ssl.CERT_REQUIRED
+    assert default.check_hostname
+    unverified = tls_context(False, None)
+    assert unverified.verify_mode == ssl.CERT_NONE
+    assert not unverified.check_hostname
+    with_ca = tls_context(True, tls_files.ca)
+    assert with_ca.verify_mode == ssl.CERT_REQUIRED
+    assert any("streamproc test CA" in str(ca["subject"]) for ca in with_ca.get_ca_certs())
