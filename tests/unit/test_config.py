@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamproc.config import describe, load_settings
+from streamproc.config import ProcessingSettings, describe, load_settings
 from streamproc.controlroom.transport import DEFAULT_TRANSPORT
 from streamproc.errors import ConfigError
 from streamproc.redaction import KAFKA_SECRET_PROPERTIES
@@ -222,6 +222,8 @@ sasl_password = "pw"
     assert consumer["isolation.level"] == "read_committed"
     assert consumer["group.id"] == "g"
     assert consumer["fetch.min.bytes"] == "1024"
+    # An empty fetch held longer than a fraction of the SLA makes the events behind it late.
+    assert consumer["fetch.wait.max.ms"] <= ProcessingSettings().decision_sla_ms / 5
     producer = kafka.producer_config()
     assert producer["enable.idempotence"] is True
     assert producer["acks"] == "all"
