@@ -234,6 +234,21 @@ async def test_never_more_executes_than_the_limit(make_harness: MakeHarness) -> 
     assert all(not body(out)["fallback"] for out in h.sink.sent)
 
 
+async def test_a_freed_slot_sends_its_next_execute_before_the_answer_is_published(
+    make_harness: MakeHarness,
+) -> None:
+    """A slot is the scarce resource: as soon as an execute answers, the slot's next queued
+    event is sent, and the answered event's decision is built and produced after that."""
+    h = make_harness(limits={"fraud": 1})
+    first = h.executor.hold("p0-0")
+    await h.start()
+    h.source.feed(record(0, key="card-0"), record(1, key="card-1"))
+    await eventually(lambda: h.executor.running == 1, "the first execute")
+    first.release()
+    await h.outputs(2)
+    assert h.timeline.index("execute", "p0-1") < h.timeline.index("produce", (0, 0))
+
+
 async def test_routed_tasks_run_concurrently(make_harness: MakeHarness) -> None:
     """The API Tasks routed for one event execute at the same time, each within its budget."""
     h = make_harness(make_settings(tasks=("fraud", "aml")))
