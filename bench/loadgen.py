@@ -1,7 +1,7 @@
 """A load generator process: sample transactions at a steady rate, ``occurred_at`` = now.
 
     python -m bench.loadgen --topic T --rate 600 --duration 30 [--cards 5000] [--count N]
-                            [--malformed-ratio 0.05]
+                            [--malformed-ratio 0.05] [--warm-up-topic T]
 
 Runs the demo's :class:`~streamproc.demo.feed.SampleFeed` over a pool of ``--cards`` cards,
 without malformed records unless ``--malformed-ratio`` asks for some, in a process of its own,
@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cards", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--malformed-ratio", type=float, default=0.0)
+    parser.add_argument(
+        "--warm-up-topic",
+        help="send one record here first and wait for it: the producer then has its id before "
+        "the first event is stamped",
+    )
     args = parser.parse_args(argv)
     generator = SampleGenerator(
         args.seed,
@@ -53,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         duration_s=args.duration,
         clock=time.time,
     )
+    if args.warm_up_topic:
+        feed.warm_up(args.warm_up_topic)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

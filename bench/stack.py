@@ -104,6 +104,11 @@ def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 30) -> int | No
     return proc.returncode
 
 
+# Where each load generator sends one record before its events (see ``loadgen``); shared by
+# every run, never read.
+WARM_UP_TOPIC = "bench-warm-up"
+
+
 @dataclass
 class Topics:
     input: str
@@ -255,11 +260,14 @@ def processor(
     emulator_url: str,
     *,
     processing: str = "",
+    kafka: str = "",
     cwd: Path = ROOT,
     group: str | None = None,
 ) -> Iterator[Processor]:
     port = free_port()
-    config = processor_config(topics, emulator_url, port=port, processing=processing, group=group)
+    config = processor_config(
+        topics, emulator_url, port=port, processing=processing, kafka=kafka, group=group
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamproc", "run", "--config", str(config)], cwd=cwd
     )
@@ -284,11 +292,15 @@ def loadgen(
     servers: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the load generator; ``finish`` it to read its summary. With neither
-    ``duration_s`` nor ``count`` it produces until it gets SIGTERM."""
+    ``duration_s`` nor ``count`` it produces until it gets SIGTERM. It first waits for an
+    acknowledgement from :data:`WARM_UP_TOPIC`, so no event is stamped before its producer
+    can send."""
+    servers = servers or bootstrap()
+    ensure_topics(servers, {WARM_UP_TOPIC: 1})
     command = [
-        sys.executable, "-m", "bench.loadgen", "--bootstrap", servers or bootstrap(),
+        sys.executable, "-m", "bench.loadgen", "--bootstrap", servers,
         "--topic", topic, "--rate", str(rate), "--cards", str(cards), "--seed", str(seed),
-        "--malformed-ratio", str(malformed_ratio),
+        "--malformed-ratio", str(malformed_ratio), "--warm-up-topic", WARM_UP_TOPIC,
     ]  # fmt: skip
     if duration_s is not None:
         command += ["--duration", str(duration_s)]

@@ -311,7 +311,7 @@ async def start_server(
     if not obs.http_enabled:
         return None
     probe = HealthProbe(
-        ready=processor.started.is_set,
+        ready=processor.ready,
         last_poll_monotonic=lambda: processor.last_poll_monotonic,
         stall_after_s=settings.kafka.max_poll_interval_ms / 2000,
     )

@@ -105,6 +105,7 @@ class KafkaSource:
         self._group_metadata: Any = None
         self._group_metadata_at = 0.0
         self.last_poll_monotonic = time.monotonic()
+        self.joined = False  # an assignment came (written by the consumer thread)
         self._requests: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._consumer: Any = None
         self._thread: threading.Thread | None = None
@@ -295,6 +296,7 @@ class KafkaSource:
         self._refresh_group_metadata()  # a new generation
         tps = _tps(partitions)
         if not tps:
+            self.joined = True  # a member with no partition is ready too: it has none to read
             return  # cooperative rebalances report "no change" as an empty assignment
         log.info("partitions_assigned", partitions=[f"{t}[{p}]" for t, p in tps])
         self._listener.on_assigned(tps, self._committed(consumer, partitions))
@@ -302,6 +304,7 @@ class KafkaSource:
         if self._paused:
             consumer.pause(partitions)
             self._paused.update(tps)
+        self.joined = True
 
     def _on_revoke(self, _consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         self._refresh_group_metadata()

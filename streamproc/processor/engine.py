@@ -153,6 +153,11 @@ class Processor(Rebalancing):
         if self._fatal is not None:
             raise self._fatal
 
+    def ready(self) -> bool:
+        """Running and in the group with an assignment: events produced from now on are read
+        at once, not after a join (which is what a load balancer or a rollout waits for)."""
+        return self.started.is_set() and self.source.joined
+
     def _fail(self, error: BaseException) -> None:
         if self._fatal is None:
             self._fatal = error

@@ -25,6 +25,8 @@ BUSY_TICK_S = 0.005
 class Source(Protocol):
     room: int
     last_poll_monotonic: float
+    # The group has answered: an assignment (maybe empty) came, so records can flow.
+    joined: bool
 
     async def start(
         self,

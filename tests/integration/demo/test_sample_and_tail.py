@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from decimal import Decimal
 
@@ -17,6 +18,8 @@ from streamproc.core.deadletters import dead_letter_headers_for
 from streamproc.core.decisions import FallbackPolicy, SourceRef, TaskReport, decide
 from streamproc.core.events import decode_event
 from streamproc.core.mapping import TaskVerdict
+from streamproc.demo.feed import SampleFeed, sample_producer_config
+from streamproc.demo.generator import SampleGenerator
 from streamproc.errors import EventValidationError
 from tests.fixtures.kafka import REPO_ROOT, TopicFactory, consume_records, produce_records
 
@@ -175,3 +178,24 @@ def test_tail_follows_new_records_and_ctrl_c_exits_zero(
         tail.stderr.close()
         assert tail.stdout is not None
         tail.stdout.close()
+
+
+def test_a_feed_warm_up_waits_for_an_acknowledged_record_in_its_own_topic(
+    kafka_bootstrap: str, topic_factory: TopicFactory
+) -> None:
+    """warm_up returns only once its record is in the warm-up topic (the producer can send),
+    and puts nothing in the feed's topic; a topic that cannot take it is a clear error."""
+    feed_topic, warm_up_topic = topic_factory("feed"), topic_factory("warm-up")
+    feed = SampleFeed(
+        sample_producer_config(kafka_bootstrap),
+        feed_topic,
+        SampleGenerator(7, clock=time.time),
+        count=1,
+    )
+    feed.warm_up(warm_up_topic)
+
+    warm_up_records = consume_records(kafka_bootstrap, warm_up_topic, count=1, timeout_s=10)
+    assert [m.value() for m in warm_up_records] == [b""]
+    assert consume_records(kafka_bootstrap, feed_topic, count=1, timeout_s=1) == []
+    with pytest.raises(RuntimeError, match=r"warm-up record to 'no-such-topic-.*' failed"):
+        feed.warm_up(f"no-such-topic-{warm_up_topic}", timeout_s=1.0)

@@ -1,4 +1,4 @@
-"""The side door: /metrics, /healthz (intake stall) and /readyz (started)."""
+"""The side door: /metrics, /healthz (intake stall) and /readyz (started and assigned)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import test_utils, web
 
 from streamproc.observability.metrics import ProcessorMetrics
 from streamproc.observability.server import HealthProbe, ObservabilityServer, build_app
-from tests.unit.processor.fakes import build, record
+from tests.unit.processor.fakes import TP0, build, record
 
 MakeClient = Callable[[web.Application], test_utils.TestClient[web.Request, web.Application]]
 
@@ -70,16 +70,17 @@ async def test_healthz_turns_503_when_intake_stalls(make_client: MakeClient) -> 
     assert body["seconds_since_poll"] >= 11.0
 
 
-async def test_readyz_is_503_before_the_processor_starts_and_200_after(
+async def test_readyz_is_503_until_the_processor_has_joined_its_group_and_200_after(
     make_client: MakeClient,
 ) -> None:
-    """/readyz follows the processor: starting (503) until run() has joined, then ready."""
-    h = build()
+    """/readyz follows the processor: starting (503) until run() has started *and* the group
+    has assigned it partitions; records produced before that would wait for the join."""
+    h = build(assignment=())
     processor = h.processor
     app = build_app(
         h.metrics,
         HealthProbe(
-            ready=processor.started.is_set,
+            ready=processor.ready,
             last_poll_monotonic=lambda: processor.last_poll_monotonic,
             stall_after_s=150.0,
         ),
@@ -90,6 +91,10 @@ async def test_readyz_is_503_before_the_processor_starts_and_200_after(
     assert (before.status, (await before.json())["status"]) == (503, "starting")
     await h.start()
     try:
+        assert processor.started.is_set()
+        starting = await client.get("/readyz")
+        assert (starting.status, (await starting.json())["status"]) == (503, "starting")
+        await h.source.assign([TP0])
         h.source.feed(record(0))
         await h.outputs(1)
         after = await client.get("/readyz")

@@ -534,6 +534,7 @@ class FakeSource:
         self.seeks: list[dict[TopicPartition, int]] = []
         self.room = 0
         self.last_poll_monotonic = 0.0
+        self.joined = False
         self.started = False
         self.closed = False
         self._deliver: Callable[[list[ConsumedRecord]], None] | None = None
@@ -564,6 +565,7 @@ class FakeSource:
             self._callback, lambda tps: self.listener.on_assigned(tps, committed), partitions
         )
         self.assigned.extend(partitions)
+        self.joined = True
 
     async def revoke(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         """The rebalance callback: blocks (on its thread) until the processor has drained."""
