@@ -184,6 +184,11 @@ class Processor(Rebalancing):
             log.warning("drain_timeout", in_flight=self._in_flight)
             for part in self._partitions.values():
                 part.idle.set()  # given up on: the final revoke must not wait for them again
+        # Executes still running are late ones, of events already decided: closing them now
+        # means no verdict comes after the final commit, whose correction would be produced
+        # into a transaction nobody commits (holding read_committed readers back until the
+        # broker aborts it).
+        await asyncio.gather(*(a.aclose() for a in self.allocations.values()))
         # Between two commits: a transaction call cut off midway goes on in the producer's
         # thread, and the final commit would collide with it and abort for nothing.
         async with self._commit_lock:
@@ -191,7 +196,6 @@ class Processor(Rebalancing):
             await asyncio.gather(committer, return_exceptions=True)
         await self._commit()
         await self.source.close()  # the final revoke commits again; nothing is left in flight
-        await asyncio.gather(*(a.aclose() for a in self.allocations.values()))
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None

@@ -449,6 +449,11 @@ class FakeSink:
     def pending(self) -> int:
         return len(self._queued)
 
+    @property
+    def left_open(self) -> list[OutputRecord]:
+        """Produced into the transaction now open: neither committed nor aborted yet."""
+        return list(self._open)
+
     async def start_transactions(self) -> None:
         self._open = []
 

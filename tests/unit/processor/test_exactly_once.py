@@ -21,6 +21,7 @@ from tests.unit.processor.fakes import (
     sample,
     settle,
     source_of,
+    verdict,
 )
 
 
@@ -161,3 +162,32 @@ async def test_a_producer_that_cannot_be_replaced_stops_the_processor(
     await eventually(h.running.done, "the processor to stop")
     with pytest.raises(KafkaTransactionError, match="no answer"):
         h.running.result()
+
+
+async def test_a_late_verdict_during_the_stop_is_not_left_in_a_transaction_never_committed(
+    make_harness: MakeHarness,
+) -> None:
+    """A verdict that comes back while the processor stops, after its event's fallback, does
+    not produce a correction after the final commit: that correction would sit in a
+    transaction nobody commits, holding back read_committed readers of its partition until
+    the broker aborts it."""
+    settings = make_settings(
+        delivery="exactly_once", sla_ms=60_000, transaction_interval_ms=59_000,
+        commit_interval_ms=60_000, corrections_topic="corrections",
+    )  # fmt: skip
+    h = make_harness(settings)
+    late = h.executor.hold("p0-4", then=verdict("DECLINE", "97", "velocity"))
+    await h.start()
+    h.source.feed(record(4, key="card-4"))
+    await eventually(late.entered.is_set, "the execute")
+    h.clock.advance(60)
+    await eventually(lambda: any(source_of(o) == (0, 4) for o in h.sink.attempted), "fallback")
+    final = h.sink.commit_hold = Hold()
+    h.request_stop()
+    await eventually(final.entered.is_set, "the final commit")
+    late.release()
+    await settle()
+    final.release()
+    await h.stop()
+    assert h.sink.left_open == []
+    assert seen(h) == Counter({(0, 4): 1})
